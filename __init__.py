@@ -1,0 +1,61 @@
+"""kgot-errors: layered containment and recovery of LLM agent errors, as a LangGraph graph.
+
+    from kgot_errors import recover
+    result = recover(exc, content=llm_output, schema=MyModel)
+    if result.recovered: use(result.value)
+
+Public names load lazily, so importing the package costs little beyond LangGraph itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "recover": "kgot_errors.graph.recover",
+    "arecover": "kgot_errors.graph.recover",
+    "resume": "kgot_errors.graph.recover",
+    "aresume": "kgot_errors.graph.recover",
+    "history": "kgot_errors.graph.recover",
+    "ahistory": "kgot_errors.graph.recover",
+    "build_graph": "kgot_errors.graph.builder",
+    "Incident": "kgot_errors.state",
+    "RecoveryResult": "kgot_errors.state",
+    "Attempt": "kgot_errors.state",
+    "ErrorKind": "kgot_errors.state",
+    "Layer": "kgot_errors.state",
+    "Verdict": "kgot_errors.state",
+    "RecoveryContext": "kgot_errors.runtime.context",
+    "Settings": "kgot_errors.runtime.settings",
+    "load_settings": "kgot_errors.runtime.settings",
+    "KgotError": "kgot_errors.errors",
+    "InvalidIncident": "kgot_errors.errors",
+    "InvalidSchema": "kgot_errors.errors",
+    "RecoveryFailed": "kgot_errors.errors",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+if TYPE_CHECKING:
+    from kgot_errors.errors import InvalidIncident, InvalidSchema, KgotError, RecoveryFailed
+    from kgot_errors.graph.builder import build_graph
+    from kgot_errors.graph.recover import ahistory, arecover, aresume, history, recover, resume
+    from kgot_errors.runtime.context import RecoveryContext
+    from kgot_errors.runtime.settings import Settings, load_settings
+    from kgot_errors.state import Attempt, ErrorKind, Incident, Layer, RecoveryResult, Verdict
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kgot_errors' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,115 @@
+"""The exceptions kgot-errors raises, one tree, each carrying structured fields.
+
+    KgotError
+    ├── ConfigError            bad settings: unknown key, bad value, bad profile      (ValueError)
+    ├── InvalidIncident        an incident that cannot be recovered as given          (ValueError)
+    │   └── InvalidSchema      the output schema is not a JSON Schema / pydantic model
+    ├── UnknownOperation       an incident names an operation nobody registered       (LookupError)
+    ├── ThreadNotFound         no checkpointed thread with that id                    (LookupError)
+    ├── CheckpointError        the checkpoint store cannot be opened or written
+    ├── SandboxError           the sandbox could not run code at all
+    │   └── SandboxUnavailable no isolating backend here (the sandbox fails closed)
+    └── RecoveryFailed         raised by guards when recovery did not prove a fix;
+                               `.result` holds the RecoveryResult
+
+A failure to *recover* is not an exception: `recover()` returns a RecoveryResult with
+`recovered=False` and says why. Exceptions are for callers' mistakes and broken
+infrastructure. Parse-like errors subclass ValueError so LangGraph's default RetryPolicy
+never retries them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kgot_errors.state import RecoveryResult
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "InvalidIncident",
+    "InvalidSchema",
+    "KgotError",
+    "RecoveryFailed",
+    "SandboxError",
+    "SandboxUnavailable",
+    "ThreadNotFound",
+    "UnknownOperation",
+]
+
+
+class KgotError(Exception):
+    """Base class of every error kgot-errors raises on purpose."""
+
+
+class ConfigError(KgotError, ValueError):
+    """Settings could not be loaded: `setting` names the offending key or source."""
+
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+class InvalidIncident(KgotError, ValueError):
+    """The incident itself is malformed (not the content it carries)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidSchema(InvalidIncident):
+    """The output schema is neither a JSON Schema dict nor a pydantic model class."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="output_schema")
+
+
+class UnknownOperation(KgotError, LookupError):
+    """An incident names an operation that is not in the runtime's registry."""
+
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        known_txt = ", ".join(sorted(known or [])) or "none registered"
+        super().__init__(f"unknown operation {name!r} (known: {known_txt})")
+        self.name = name
+        self.known = sorted(known or [])
+
+
+class ThreadNotFound(KgotError, LookupError):
+    """No checkpoint exists for this thread id in the given store."""
+
+    def __init__(self, thread_id: str, store: str | None = None) -> None:
+        where = f" in {store}" if store else ""
+        super().__init__(f"no recovery thread {thread_id!r}{where}")
+        self.thread_id = thread_id
+        self.store = store
+
+
+class CheckpointError(KgotError):
+    """The checkpoint store cannot be opened, set up or written."""
+
+    def __init__(self, message: str, *, setting: str | None = None, target: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
+        self.target = target
+
+
+class SandboxError(KgotError):
+    """The sandbox failed to run code (not: the code failed)."""
+
+
+class SandboxUnavailable(SandboxError):
+    """No isolating sandbox backend can run here; code is refused, never run unisolated."""
+
+
+class RecoveryFailed(KgotError):
+    """Raised by guards when recovery did not prove a fix; carries the full result."""
+
+    def __init__(self, result: RecoveryResult, original: BaseException | None = None) -> None:
+        super().__init__(f"not recovered: {result.summary}")
+        self.result = result
+        self.original = original
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable across processes
+        return (type(self), (self.result, None))

@@ -1,0 +1,49 @@
+"""parser_fix: extracts and repairs JSON (fences, think blocks, prose, json-repair, schema coercion) or Python (fences, dedent, ast.parse); never calls the LLM."""
+
+from __future__ import annotations
+
+from langgraph.runtime import Runtime
+
+from kgot_errors.nodes._base import attempt, offload
+from kgot_errors.runtime.context import RecoveryContext, context_of
+from kgot_errors.state import ContentKind, Layer, RecoveryState, RecoveryUpdate, Verdict
+
+__all__ = ["parser_fix"]
+
+LAYER = Layer.PARSER_FIX
+
+
+async def parser_fix(state: RecoveryState, runtime: Runtime[RecoveryContext]) -> RecoveryUpdate:
+    """Repair the content deterministically; recovered only when the parser and schema validators accept it."""
+    from kgot_errors.nodes._code import code_layer
+    from kgot_errors.nodes._json import parser_layer
+
+    ctx = context_of(runtime)
+    started = ctx.clock()
+    text = state["incident"].get("content")
+    kind = state.get("content_kind")
+    if text is None:
+        return {"attempts": [attempt(LAYER, state, Verdict.SKIPPED, "the incident carries no failing content",
+                                     started=started, now=ctx.clock())]}
+    limits = ctx.settings.syntax_error_management
+    if kind == ContentKind.PYTHON:
+        out = await offload(code_layer, text)
+        validator = "ast.parse"
+    elif kind == ContentKind.JSON:
+        out = await offload(parser_layer, text, state["incident"].get("output_schema"),
+                            max_chars=limits.max_content_chars, max_depth=limits.max_depth)
+        validator = "json+schema"
+    else:
+        return {"attempts": [attempt(LAYER, state, Verdict.SKIPPED,
+                                     f"content is {kind or 'empty'}: nothing a parser can validate",
+                                     started=started, now=ctx.clock())]}
+    evidence = {"steps": list(out.steps), "errors": list(out.errors)}
+    if not out.ok:
+        return {"attempts": [attempt(LAYER, state, Verdict.FAILED, out.reason or "does not validate",
+                                     validator=validator, evidence=evidence, started=started, now=ctx.clock())]}
+    reason = "valid as given" if not out.steps else "valid after " + ", ".join(out.steps)
+    return {
+        "attempts": [attempt(LAYER, state, Verdict.RECOVERED, reason, validator=validator, evidence=evidence,
+                             candidate=out.text, started=started, now=ctx.clock())],
+        "recovered": {"layer": str(LAYER), "value": out.value, "text": out.text or ""},
+    }

@@ -1,0 +1,142 @@
+"""Opening checkpoint stores: in-memory, SQLite file or PostgreSQL URL, with clear errors."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from kgot_errors.errors import CheckpointError
+
+__all__ = ["describe_target", "open_checkpointer"]
+
+MEMORY = ":memory:"
+_SETTING = "checkpoint_url (KGOT_CHECKPOINT_URL, --checkpoint)"
+
+
+def describe_target(target: Any) -> str:
+    if target is None or target is False:
+        return "none"
+    if isinstance(target, BaseCheckpointSaver):
+        return type(target).__name__
+    return str(target)
+
+
+def _is_postgres(target: str) -> bool:
+    return target.startswith(("postgresql://", "postgres://"))
+
+
+@contextlib.asynccontextmanager
+async def open_checkpointer(target: Any) -> AsyncIterator[BaseCheckpointSaver | None]:
+    """Yield a ready checkpointer for `target`.
+
+    `target` is None/False (no checkpoints), "memory" or ":memory:", a SQLite file path,
+    a `postgresql://` URL, or a ready BaseCheckpointSaver (yielded as is). Problems opening
+    the store raise CheckpointError naming the setting and the target.
+    """
+    if target is None or target is False:
+        yield None
+        return
+    if isinstance(target, BaseCheckpointSaver):
+        yield target
+        return
+    text = os.fspath(target)
+    if text in ("memory", MEMORY):
+        from langgraph.checkpoint.memory import InMemorySaver
+
+        yield InMemorySaver()
+        return
+    if _is_postgres(text):
+        async with _open_postgres(text) as saver:
+            yield saver
+        return
+    async with _open_sqlite(Path(text)) as saver:
+        yield saver
+
+
+@contextlib.asynccontextmanager
+async def _open_sqlite(path: Path) -> AsyncIterator[BaseCheckpointSaver]:
+    import aiosqlite
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CheckpointError(f"cannot create the checkpoint directory {path.parent}: {exc.strerror}; "
+                              f"set {_SETTING} or KGOT_DATA_DIR to a writable place",
+                              setting=_SETTING, target=str(path)) from None
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint path {path} is a directory; give a file path",
+                              setting=_SETTING, target=str(path))
+    try:
+        conn = await aiosqlite.connect(str(path), timeout=10)
+    except (sqlite3.Error, OSError) as exc:
+        raise CheckpointError(f"cannot open SQLite checkpoint store {path}: {exc}", setting=_SETTING,
+                              target=str(path)) from None
+    try:
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA synchronous=NORMAL")
+            saver = AsyncSqliteSaver(conn)
+            await saver.setup()
+            # A store we can read but not write fails here, not halfway through a recovery.
+            await conn.execute("BEGIN IMMEDIATE")
+            await conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise CheckpointError(_sqlite_message(path, exc), setting=_SETTING, target=str(path)) from None
+        yield saver
+    finally:
+        await conn.close()
+
+
+def _sqlite_message(path: Path, exc: sqlite3.Error) -> str:
+    text = str(exc)
+    if "readonly" in text or "read-only" in text:
+        why = "it is read-only"
+    elif "locked" in text or "busy" in text:
+        why = "it is locked by another process (waited 10 s)"
+    elif "not a database" in text:
+        why = "the file is not a SQLite database"
+    else:
+        why = text
+    return f"cannot use SQLite checkpoint store {path}: {why}; set {_SETTING} to another file"
+
+
+@contextlib.asynccontextmanager
+async def _open_postgres(url: str) -> AsyncIterator[BaseCheckpointSaver]:
+    try:
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        from psycopg import AsyncConnection, OperationalError
+        from psycopg.rows import dict_row
+    except ImportError:
+        raise CheckpointError("PostgreSQL checkpoints need the extra: pip install 'kgot-errors[postgres]'",
+                              setting=_SETTING, target=_redact(url)) from None
+    try:
+        conn = await AsyncConnection.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row,
+                                             connect_timeout=10)
+    except OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot reach PostgreSQL at {_redact(url)}: {first}", setting=_SETTING,
+                              target=_redact(url)) from None
+    try:
+        saver = AsyncPostgresSaver(conn)
+        await saver.setup()
+        yield saver
+    finally:
+        await conn.close()
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url

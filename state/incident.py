@@ -1,0 +1,216 @@
+"""The input record: an Incident describes one failure, as plain checkpoint-safe data."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+import traceback as tb
+from enum import StrEnum
+from typing import Any, TypedDict
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from kgot_errors.errors import InvalidIncident
+
+__all__ = ["ContentKind", "Incident", "IncidentData", "Severity", "parse_retry_after", "qualified_name"]
+
+_MAX_TRACEBACK_CHARS = 20_000
+
+
+class ContentKind(StrEnum):
+    JSON = "json"
+    PYTHON = "python"
+    TEXT = "text"
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+class IncidentData(TypedDict, total=False):
+    """An Incident as it sits in graph state (see Incident for the meaning of each field)."""
+
+    error_type: str
+    error_mro: list[str]
+    message: str
+    traceback: str | None
+    status_code: int | None
+    retry_after: float | None
+    content: str | None
+    content_kind: str | None
+    output_schema: dict[str, Any] | None
+    prompt: str | None
+    expected_output: str | None
+    operation: str | None
+    arguments: dict[str, Any] | None
+    context: str
+    severity: str
+    input_notes: list[str]
+
+
+def qualified_name(cls: type) -> str:
+    """`module.QualName` of a class, e.g. `json.decoder.JSONDecodeError`."""
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def parse_retry_after(value: Any, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After value: a number of seconds or an HTTP-date."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return max(0.0, float(value))
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _clean_text(value: Any, notes: list[str], field: str) -> Any:
+    """Bytes decode as UTF-8 (invalid bytes replaced, and said so); lone surrogates likewise."""
+    if isinstance(value, bytes | bytearray):
+        text = bytes(value).decode("utf-8", errors="replace")
+        bad = text.count("\ufffd") - bytes(value).count("\ufffd".encode())
+        if bad:
+            notes.append(f"{field}: {bad} invalid UTF-8 byte(s) replaced with U+FFFD")
+        return text
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            notes.append(f"{field}: lone surrogate code points replaced with U+FFFD")
+            return value.encode("utf-8", errors="surrogatepass").decode("utf-8", errors="replace")
+    return value
+
+
+class Incident(BaseModel):
+    """One failure handed to the recovery graph.
+
+    Only `error_type` and `message` are required. `content` is the failing text or code;
+    `output_schema` the JSON Schema the repaired value must fit; `operation`/`arguments`
+    name a registered callable that backoff may re-run.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    error_type: str = Field(min_length=1, description="qualified exception class name")
+    message: str
+    error_mro: list[str] = Field(default_factory=list, description="class names, most specific first")
+    traceback: str | None = None
+    status_code: int | None = Field(default=None, ge=100, le=599)
+    retry_after: float | None = Field(default=None, ge=0)
+    content: str | None = None
+    content_kind: ContentKind | None = None
+    output_schema: dict[str, Any] | None = None
+    prompt: str | None = None
+    expected_output: str | None = None
+    operation: str | None = None
+    arguments: dict[str, Any] | None = None
+    context: str = ""
+    severity: Severity = Severity.MEDIUM
+    input_notes: list[str] = Field(default_factory=list, description="what the edge changed in the input")
+
+    @field_validator("output_schema", mode="before")
+    @classmethod
+    def _schema_to_dict(cls, value: Any) -> Any:
+        from kgot_errors.nodes._schema import load_schema
+
+        return load_schema(value)
+
+    @classmethod
+    def parse(cls, data: Any) -> Incident:
+        """Validate plain data (e.g. from HTTP or a checkpoint); raise InvalidIncident with the field."""
+        if isinstance(data, Incident):
+            return data
+        if not isinstance(data, dict):
+            raise InvalidIncident(f"an incident is a mapping, not {type(data).__name__}")
+        notes = list(data.get("input_notes") or [])
+        cleaned = {k: _clean_text(v, notes, k) for k, v in data.items()}
+        cleaned["input_notes"] = notes
+        if cleaned.get("retry_after") is not None:
+            cleaned["retry_after"] = parse_retry_after(cleaned["retry_after"])
+        try:
+            return cls.model_validate(cleaned)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first.get("loc", ())) or None
+            raise InvalidIncident(f"invalid incident field {field!r}: {first['msg']}", field=field) from None
+
+    @classmethod
+    def from_exception(
+        cls,
+        exc: BaseException,
+        *,
+        content: str | bytes | None = None,
+        schema: Any = None,
+        **fields: Any,
+    ) -> Incident:
+        """Capture an exception as plain data: type and MRO names, message, traceback, HTTP status, Retry-After."""
+        mro = [qualified_name(c) for c in type(exc).__mro__ if issubclass(c, BaseException)]
+        text = "".join(tb.format_exception(exc))[-_MAX_TRACEBACK_CHARS:]
+        data: dict[str, Any] = {
+            "error_type": mro[0],
+            "error_mro": mro,
+            "message": str(exc) or type(exc).__name__,
+            "traceback": text,
+            "status_code": _status_code(exc),
+            "retry_after": _retry_after(exc),
+            "content": content if content is not None else _exception_content(exc),
+            "output_schema": schema,
+        }
+        data.update(fields)
+        return cls.parse(data)
+
+    def to_data(self) -> IncidentData:
+        return self.model_dump(mode="json")  # type: ignore[return-value]
+
+
+def _response(exc: BaseException) -> Any:
+    try:
+        return getattr(exc, "response", None)
+    except Exception:  # noqa: BLE001 - httpx raises RuntimeError when no response is attached
+        return None
+
+
+def _status_code(exc: BaseException) -> int | None:
+    for candidate in (getattr(exc, "status_code", None), getattr(_response(exc), "status_code", None),
+                      getattr(exc, "status", None)):
+        if isinstance(candidate, int) and not isinstance(candidate, bool) and 100 <= candidate <= 599:
+            return candidate
+    return None
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    for holder in (_response(exc), exc):
+        headers = getattr(holder, "headers", None)
+        if headers is None:
+            continue
+        try:
+            raw = headers.get("retry-after") or headers.get("Retry-After")
+        except (AttributeError, TypeError):
+            continue
+        if raw is not None:
+            return parse_retry_after(raw)
+    return None
+
+
+def _exception_content(exc: BaseException) -> str | None:
+    """The failing text some exceptions carry: JSONDecodeError.doc, OutputParserException.llm_output."""
+    for attr in ("doc", "llm_output"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, str):
+            return value
+    return None

@@ -1,0 +1,48 @@
+"""The output record: RecoveryResult, built from the final state by the finish node."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from kgot_errors.state.records import Attempt, ErrorKind, Layer
+
+__all__ = ["RecoveryResult"]
+
+
+class RecoveryResult(BaseModel):
+    """How one incident ended.
+
+    `recovered` is True only when a validator proved the fix; `value` is then the repaired
+    value (a JSON value, code text, or an operation's return value) and `recovered_by` the
+    layer that proved it. `summary` says in one line what happened; `attempts` is the whole
+    audit trail.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    recovered: bool
+    value: Any = None
+    text: str | None = None
+    recovered_by: Layer | None = None
+    kind: ErrorKind
+    outcome: str  # "recovered" | "not_recovered" | "escalated"
+    summary: str
+    attempts: list[Attempt]
+    thread_id: str | None = None
+    llm_calls: int = 0
+    tokens: int = 0
+    duration_s: float = 0.0
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any], *, thread_id: str | None = None) -> RecoveryResult:
+        if thread_id is not None:
+            data = {**data, "thread_id": thread_id}
+        return cls.model_validate(data)
+
+    def to_data(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def attempts_by(self, layer: Layer | str) -> list[Attempt]:
+        return [a for a in self.attempts if a.layer == layer]
