@@ -20,6 +20,14 @@ def _last_per_layer(attempts: list[AttemptRecord]) -> list[AttemptRecord]:
     return list(last.values())
 
 
+def _grouped(attempts: list[AttemptRecord]) -> dict[tuple[str, str], list[str]]:
+    """Layers that ended the same way, together: "llm_fix, refine, vote skipped: no chat model..."."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for a in attempts:
+        groups.setdefault((a["verdict"], a["reason"]), []).append(a["layer"])
+    return groups
+
+
 def _summary(state: RecoveryState, attempts: list[AttemptRecord]) -> tuple[str, str]:
     kind = state.get("kind", ErrorKind.UNKNOWN)
     recovered = state.get("recovered")
@@ -31,7 +39,8 @@ def _summary(state: RecoveryState, attempts: list[AttemptRecord]) -> tuple[str, 
     if kind == ErrorKind.PERMANENT and not attempts:
         return "not_recovered", f"not recovered: permanent error ({state.get('classified_by', 'classified')}); " \
                                 "retrying cannot help"
-    tried = "; ".join(f"{a['layer']} {a['verdict']}: {a['reason']}" for a in _last_per_layer(attempts))
+    tried = "; ".join(f"{', '.join(layers)} {verdict}: {reason}" for (verdict, reason), layers in
+                      _grouped(_last_per_layer(attempts)).items())
     outcome = "escalated" if escalated else "not_recovered"
     return outcome, f"not recovered ({kind}): {tried or 'no layer applied'}"
 

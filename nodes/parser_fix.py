@@ -15,9 +15,6 @@ LAYER = Layer.PARSER_FIX
 
 async def parser_fix(state: RecoveryState, runtime: Runtime[RecoveryContext]) -> RecoveryUpdate:
     """Repair the content deterministically; recovered only when the parser and schema validators accept it."""
-    from kgot_errors.nodes._code import code_layer
-    from kgot_errors.nodes._json import parser_layer
-
     ctx = context_of(runtime)
     started = ctx.clock()
     text = state["incident"].get("content")
@@ -27,9 +24,13 @@ async def parser_fix(state: RecoveryState, runtime: Runtime[RecoveryContext]) ->
                                      started=started, now=ctx.clock())]}
     limits = ctx.settings.syntax_error_management
     if kind == ContentKind.PYTHON:
+        from kgot_errors.nodes._code import code_layer
+
         out = await offload(code_layer, text)
         validator = "ast.parse"
     elif kind == ContentKind.JSON:
+        from kgot_errors.nodes._json import parser_layer
+
         out = await offload(parser_layer, text, state["incident"].get("output_schema"),
                             max_chars=limits.max_content_chars, max_depth=limits.max_depth)
         validator = "json+schema"

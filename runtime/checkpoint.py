@@ -16,6 +16,8 @@ from kgot_errors.errors import CheckpointError
 __all__ = ["describe_target", "open_checkpointer"]
 
 MEMORY = ":memory:"
+SQLITE_TIMEOUT_S = 10.0
+"""How long to wait for another process's lock on a SQLite store before saying it is locked."""
 _SETTING = "checkpoint_url (KGOT_CHECKPOINT_URL, --checkpoint)"
 
 
@@ -71,10 +73,10 @@ async def _open_sqlite(path: Path) -> AsyncIterator[BaseCheckpointSaver]:
                               f"set {_SETTING} or KGOT_DATA_DIR to a writable place",
                               setting=_SETTING, target=str(path)) from None
     if path.is_dir():
-        raise CheckpointError(f"checkpoint path {path} is a directory; give a file path",
+        raise CheckpointError(f"checkpoint path {path} is a directory; set {_SETTING} to a file path",
                               setting=_SETTING, target=str(path))
     try:
-        conn = await aiosqlite.connect(str(path), timeout=10)
+        conn = await aiosqlite.connect(str(path), timeout=SQLITE_TIMEOUT_S)
     except (sqlite3.Error, OSError) as exc:
         raise CheckpointError(f"cannot open SQLite checkpoint store {path}: {exc}", setting=_SETTING,
                               target=str(path)) from None
@@ -99,7 +101,7 @@ def _sqlite_message(path: Path, exc: sqlite3.Error) -> str:
     if "readonly" in text or "read-only" in text:
         why = "it is read-only"
     elif "locked" in text or "busy" in text:
-        why = "it is locked by another process (waited 10 s)"
+        why = f"it is locked by another process (waited {SQLITE_TIMEOUT_S:g} s)"
     elif "not a database" in text:
         why = "the file is not a SQLite database"
     else:
@@ -121,7 +123,7 @@ async def _open_postgres(url: str) -> AsyncIterator[BaseCheckpointSaver]:
                                              connect_timeout=10)
     except OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot reach PostgreSQL at {_redact(url)}: {first}", setting=_SETTING,
+        raise CheckpointError(f"cannot reach PostgreSQL at {_redact(url)}: {first}; check {_SETTING}", setting=_SETTING,
                               target=_redact(url)) from None
     try:
         saver = AsyncPostgresSaver(conn)

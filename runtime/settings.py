@@ -136,6 +136,9 @@ class LlmSettings(_Group):
     max_llm_calls: int = Field(12, ge=0, description="per incident, all layers together")
     max_tokens: int = Field(50_000, ge=0, description="per incident, all layers together")
     max_prompt_chars: int = Field(24_000, ge=1000, description="failing output is cut to this")
+    temperature: float = Field(0.0, ge=0, le=2, description="llm_fix and refine; vote samples at vote_temperature")
+    client_max_retries: int = Field(0, ge=0, le=5, description="the client's own retries; 0 keeps every retry "
+                                    "in the graph's RetryPolicy, counted in the attempt records")
 
 
 class MonitoringSettings(_Group):

@@ -10,7 +10,7 @@ from typing import Any, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from kgot_errors.errors import InvalidIncident
+from kgot_errors.errors import InvalidIncident, InvalidSchema
 
 __all__ = ["ContentKind", "Incident", "IncidentData", "Severity", "parse_retry_after", "qualified_name"]
 
@@ -147,6 +147,8 @@ class Incident(BaseModel):
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first.get("loc", ())) or None
+            if field == "output_schema":
+                raise InvalidSchema(str(first["msg"]).removeprefix("Value error, ")) from None
             raise InvalidIncident(f"invalid incident field {field!r}: {first['msg']}", field=field) from None
 
     @classmethod

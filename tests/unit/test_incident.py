@@ -1,0 +1,102 @@
+"""Incident: capturing exceptions as plain data, Retry-After parsing, and cleaning bad input at the edge."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+
+import httpx
+import openai
+import pytest
+
+from kgot_errors.errors import InvalidIncident, InvalidSchema
+from kgot_errors.state import Incident
+from kgot_errors.state.incident import parse_retry_after
+
+REQ = httpx.Request("GET", "http://127.0.0.1:9/")
+
+
+def test_from_exception_captures_type_mro_message_traceback_and_doc():
+    try:
+        json.loads('{"a": }')
+    except json.JSONDecodeError as exc:
+        inc = Incident.from_exception(exc)
+    assert inc.error_type == "json.decoder.JSONDecodeError"
+    assert inc.error_mro[:2] == ["json.decoder.JSONDecodeError", "ValueError"]
+    assert inc.message.startswith("Expecting value")
+    assert "Traceback (most recent call last)" in inc.traceback
+    assert inc.content == '{"a": }'  # JSONDecodeError.doc is the failing text
+
+
+def test_from_exception_takes_status_and_retry_after_from_the_response():
+    resp = httpx.Response(429, headers={"Retry-After": "7"}, request=REQ)
+    inc = Incident.from_exception(openai.RateLimitError("slow down", response=resp, body=None))
+    assert (inc.status_code, inc.retry_after) == (429, 7.0)
+    assert inc.error_mro[1] == "openai.APIStatusError"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("12", 12.0), ("0.5", 0.5), (3, 3.0), ("-4", 0.0), ("", None), ("soon", None), (None, None), (True, None)],
+)
+def test_parse_retry_after_seconds(raw, expected):
+    assert parse_retry_after(raw) == expected
+
+
+def test_parse_retry_after_http_date_is_relative_to_now():
+    now = 1_800_000_000.0
+    assert parse_retry_after(email.utils.formatdate(now + 30, usegmt=True), now=now) == pytest.approx(30, abs=1)
+    assert parse_retry_after(email.utils.formatdate(now - 30, usegmt=True), now=now) == 0.0
+
+
+def test_incident_is_checkpoint_safe_plain_data():
+    inc = Incident.from_exception(ValueError("boom"), content=b"{\"a\": 1}", schema={"type": "object"})
+    data = inc.to_data()
+    assert json.loads(json.dumps(data)) == data  # nothing but JSON types
+    assert Incident.parse(data) == inc
+
+
+def test_invalid_utf8_bytes_are_replaced_and_said_so():
+    inc = Incident.parse({"error_type": "E", "message": "m", "content": b'{"a": "caf\xe9"}'})
+    assert inc.content == '{"a": "caf\ufffd"}'
+    assert inc.input_notes == ["content: 1 invalid UTF-8 byte(s) replaced with U+FFFD"]
+
+
+def test_lone_surrogates_are_replaced_so_checkpoints_can_store_them():
+    inc = Incident.parse({"error_type": "E", "message": "m", "content": '{"a": "\ud800"}'})
+    inc.content.encode("utf-8")  # would raise if a surrogate survived
+    assert "lone surrogate" in inc.input_notes[0]
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"message": "no type"}, "error_type"),
+        ({"error_type": "", "message": "m"}, "error_type"),
+        ({"error_type": "E", "message": "m", "status_code": 999}, "status_code"),
+        ({"error_type": "E", "message": "m", "severity": "apocalyptic"}, "severity"),
+        ({"error_type": "E", "message": "m", "surprise": 1}, "surprise"),
+    ],
+)
+def test_bad_incidents_raise_invalid_incident_naming_the_field(data, field):
+    with pytest.raises(InvalidIncident) as info:
+        Incident.parse(data)
+    assert info.value.field == field
+    assert field in str(info.value)
+
+
+@pytest.mark.parametrize("schema", [{"type": "nonsense"}, {"properties": 3}, "not a schema", 42, [1, 2]])
+def test_a_schema_that_is_not_a_schema_is_a_typed_error(schema):
+    with pytest.raises(InvalidSchema):
+        Incident.parse({"error_type": "E", "message": "m", "output_schema": schema})
+
+
+def test_pydantic_model_class_becomes_its_json_schema():
+    import pydantic
+
+    class Review(pydantic.BaseModel):
+        title: str
+        rating: float
+
+    inc = Incident.parse({"error_type": "E", "message": "m", "output_schema": Review})
+    assert inc.output_schema["required"] == ["title", "rating"]
