@@ -21,7 +21,14 @@ _EXPORTS: dict[str, str] = {
     "aresume": "kgot_errors.graph.recover",
     "history": "kgot_errors.graph.recover",
     "ahistory": "kgot_errors.graph.recover",
+    "recover_many": "kgot_errors.graph.recover",
+    "arecover_many": "kgot_errors.graph.recover",
+    "pending": "kgot_errors.graph.recover",
+    "apending": "kgot_errors.graph.recover",
     "build_graph": "kgot_errors.graph.builder",
+    "guard": "kgot_errors.integration.guard",
+    "node_error_handler": "kgot_errors.integration.agents",
+    "tool_error_handler": "kgot_errors.integration.agents",
     "Incident": "kgot_errors.state",
     "RecoveryResult": "kgot_errors.state",
     "Attempt": "kgot_errors.state",
@@ -42,7 +49,20 @@ __all__ = sorted([*_EXPORTS, "__version__"])
 if TYPE_CHECKING:
     from kgot_errors.errors import InvalidIncident, InvalidSchema, KgotError, RecoveryFailed
     from kgot_errors.graph.builder import build_graph
-    from kgot_errors.graph.recover import ahistory, arecover, aresume, history, recover, resume
+    from kgot_errors.integration.agents import node_error_handler, tool_error_handler
+    from kgot_errors.integration.guard import guard
+    from kgot_errors.graph.recover import (
+        ahistory,
+        apending,
+        arecover,
+        arecover_many,
+        aresume,
+        history,
+        pending,
+        recover,
+        recover_many,
+        resume,
+    )
     from kgot_errors.runtime.context import RecoveryContext
     from kgot_errors.runtime.settings import Settings, load_settings
     from kgot_errors.state import Attempt, ErrorKind, Incident, Layer, RecoveryResult, Verdict

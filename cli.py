@@ -18,8 +18,12 @@ examples:
   kgot-errors repair examples/broken_output.txt           repair a file, print the JSON
   echo '{"a": 1,}' | kgot-errors repair -                  repair stdin
   kgot-errors repair out.txt --schema schema.json --json   fit a JSON Schema, print the full result
+  kgot-errors repair a.txt b.txt c.txt                     many files at once: one JSON result per line
+  kgot-errors repair --jsonl incidents.jsonl               one incident (JSON object) per line
   kgot-errors history THREAD_ID                            what each layer tried
   kgot-errors resume THREAD_ID                             continue an unfinished recovery
+  kgot-errors pending                                      threads waiting for a person's fix
+  kgot-errors resume THREAD_ID --value fix.json            supply that fix (validated before it counts)
 
 settings: --settings FILE (JSON/TOML in the original shape) or KGOT_* environment variables;
 checkpoints go to a SQLite file under $KGOT_DATA_DIR (default ~/.local/share/kgot-errors)
@@ -53,7 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "stdout and a one-line verdict on stderr. Exit 0: recovered; 1: not recovered; 2: usage error.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  kgot-errors repair examples/broken_output.txt --schema examples/review.schema.json")
-    rp.add_argument("file", nargs="?", default="-", help="file holding the broken output, or - for stdin (default)")
+    rp.add_argument("files", nargs="*", default=["-"], metavar="FILE",
+                    help="file(s) holding broken output, or - for stdin (default); several files print one "
+                         "JSON result per line, in order")
+    rp.add_argument("--jsonl", action="store_true",
+                    help="each input line is an incident: a JSON object with Incident fields (error_type, message, "
+                         "content, output_schema, ...); prints one JSON result per line, in order")
+    rp.add_argument("--concurrency", type=int, default=10, metavar="N",
+                    help="incidents recovered at once with several inputs (default 10)")
     rp.add_argument("--schema", metavar="FILE", help="JSON Schema file the repaired value must fit")
     rp.add_argument("--kind", choices=["json", "python"], help="content kind (default: guessed; .py files are python)")
     rp.add_argument("--context", default="", help="what the output was for (helps the LLM layers)")
@@ -68,8 +79,37 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Continue a checkpointed recovery from its last finished step. "
                                     "A finished thread just prints its result.")
     sp.add_argument("thread", help="thread id")
+    answer = sp.add_mutually_exclusive_group()
+    answer.add_argument("--value", metavar="FILE",
+                        help="for a thread paused for a person: the fix (JSON, or raw text/code), or - for stdin; "
+                             "it is validated like any candidate, and a rejected fix leaves the thread paused")
+    answer.add_argument("--give-up", action="store_true", help="for a paused thread: end it not recovered")
     _common(sp)
+
+    pp = sub.add_parser("pending", help="list threads paused for a person's fix",
+                        description="List recovery threads paused for a person (settings: "
+                                    "error_recovery.escalate_to_human / KGOT_ESCALATE_TO_HUMAN=true).")
+    _common(pp)
+    _register_plugins(sub)
     return parser
+
+
+PLUGINS = ("kgot_errors.sandbox._cli", "kgot_errors.observability._cli", "kgot_errors.integration._cli")
+"""Modules that add subcommands: each has `register(subparsers, common)`, which adds parsers with
+`set_defaults(handler=fn)` where `fn(args) -> exit code`. They must import nothing heavy at the top."""
+
+
+def _register_plugins(sub: Any) -> None:
+    import importlib
+
+    for name in PLUGINS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and name.startswith(exc.name):
+                continue  # that part is not installed
+            raise
+        module.register(sub, _common)
 
 
 def _version() -> str:
@@ -150,10 +190,65 @@ def _print_result(result: Any, as_json: bool) -> int:
 def _cmd_repair(args: argparse.Namespace) -> int:
     from kgot_errors.graph.recover import recover
 
-    kind = args.kind or ("python" if args.file.endswith(".py") else None)
-    incident = _incident_for(_read_input(args.file), kind, _load_schema(args.schema), args.context)
+    schema = _load_schema(args.schema)
+    if args.jsonl or len(args.files) > 1:
+        return _repair_many(args, schema)
+    name = args.files[0]
+    kind = args.kind or ("python" if name.endswith(".py") else None)
+    incident = _incident_for(_read_input(name), kind, schema, args.context)
     result = recover(incident, checkpointer=_store(args), settings=_settings(args))
     return _print_result(result, args.json)
+
+
+def _jsonl_incidents(raw: bytes, name: str) -> list[Any]:
+    incidents: list[Any] = []
+    for number, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            incidents.append(json.loads(line))
+        except ValueError as exc:
+            raise _Usage(f"{name}:{number}: not a JSON object: {exc}") from None
+    return incidents
+
+
+def _repair_many(args: argparse.Namespace, schema: Any) -> int:
+    from kgot_errors.graph.recover import recover_many
+
+    if args.concurrency < 1:
+        raise _Usage("--concurrency must be at least 1")
+    if args.jsonl:
+        incidents = [inc for name in args.files for inc in _jsonl_incidents(_read_input(name), name)]
+    else:
+        incidents = [_incident_for(_read_input(name), args.kind or ("python" if name.endswith(".py") else None),
+                                   schema, args.context) for name in args.files]
+    progress = _Progress(len(incidents))
+    results = recover_many(incidents, max_concurrency=args.concurrency, checkpointer=_store(args),
+                           settings=_settings(args), on_result=progress.update)
+    progress.close()
+    for result in results:
+        print(json.dumps(result.to_data(), ensure_ascii=False))
+    recovered = sum(r.recovered for r in results)
+    print(f"{recovered}/{len(results)} recovered", file=sys.stderr)
+    return EXIT_RECOVERED if recovered == len(results) else EXIT_NOT_RECOVERED
+
+
+class _Progress:
+    """A one-line counter on a terminal; silent when stderr is piped or redirected."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.recovered = total, 0, 0
+        self.live = sys.stderr.isatty() and total > 1
+
+    def update(self, index: int, result: Any) -> None:
+        self.done += 1
+        self.recovered += bool(result.recovered)
+        if self.live:
+            print(f"\r{self.done}/{self.total} done, {self.recovered} recovered", end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.live:
+            print(file=sys.stderr)
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
@@ -170,6 +265,8 @@ def _cmd_history(args: argparse.Namespace) -> int:
         print(f"  {a.layer:<12} #{a.try_no}  {a.verdict:<9} {a.duration_s * 1000:8.1f} ms  {a.reason}{by}")
     if h["finished"]:
         print(f"finished: {h['result'].summary}")
+    elif h["next"] == ["human"]:
+        print(f"paused for a person's fix (kgot-errors resume {args.thread} --value FILE)")
     else:
         print(f"unfinished: next {', '.join(h['next']) or '?'} (kgot-errors resume {args.thread})")
     return EXIT_RECOVERED
@@ -178,11 +275,35 @@ def _cmd_history(args: argparse.Namespace) -> int:
 def _cmd_resume(args: argparse.Namespace) -> int:
     from kgot_errors.graph.recover import resume
 
-    result = resume(args.thread, checkpointer=_store(args), settings=_settings(args))
+    extra: dict[str, Any] = {}
+    if args.give_up:
+        extra["value"] = None
+    elif args.value is not None:
+        raw = _read_input(args.value).decode("utf-8", errors="replace")
+        try:
+            extra["value"] = json.loads(raw)
+        except ValueError:
+            extra["value"] = raw  # text or code: validated like any candidate
+    result = resume(args.thread, checkpointer=_store(args), settings=_settings(args), **extra)
     return _print_result(result, args.json)
 
 
-_COMMANDS = {"repair": _cmd_repair, "history": _cmd_history, "resume": _cmd_resume}
+def _cmd_pending(args: argparse.Namespace) -> int:
+    from kgot_errors.graph.recover import pending
+
+    paused = pending(checkpointer=_store(args), settings=_settings(args))
+    if args.json:
+        print(json.dumps(paused, ensure_ascii=False, indent=2))
+        return EXIT_RECOVERED
+    if not paused:
+        print("no threads are waiting for a person", file=sys.stderr)
+    for p in paused:
+        rejected = f" (last fix rejected: {p['rejected']})" if p["rejected"] else ""
+        print(f"{p['thread_id']}  {p['kind']}  {p['summary']}{rejected}")
+    return EXIT_RECOVERED
+
+
+_COMMANDS = {"repair": _cmd_repair, "history": _cmd_history, "resume": _cmd_resume, "pending": _cmd_pending}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,8 +314,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     from kgot_errors.errors import KgotError
 
+    handler = getattr(args, "handler", None) or _COMMANDS[args.command]
     try:
-        return _COMMANDS[args.command](args)
+        return handler(args)
     except _Usage as exc:
         print(f"kgot-errors: {exc}", file=sys.stderr)
         return EXIT_USAGE

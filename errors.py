@@ -6,6 +6,7 @@
     │   └── InvalidSchema      the output schema is not a JSON Schema / pydantic model
     ├── UnknownOperation       an incident names an operation nobody registered       (LookupError)
     ├── ThreadNotFound         no checkpointed thread with that id                    (LookupError)
+    ├── ThreadNotPaused        a fix was supplied for a thread not waiting for one
     ├── CheckpointError        the checkpoint store cannot be opened or written
     ├── SandboxError           the sandbox could not run code at all
     │   └── SandboxUnavailable no isolating backend here (the sandbox fails closed)
@@ -35,6 +36,7 @@ __all__ = [
     "SandboxError",
     "SandboxUnavailable",
     "ThreadNotFound",
+    "ThreadNotPaused",
     "UnknownOperation",
 ]
 
@@ -84,6 +86,14 @@ class ThreadNotFound(KgotError, LookupError):
         super().__init__(f"no recovery thread {thread_id!r}{where}")
         self.thread_id = thread_id
         self.store = store
+
+
+class ThreadNotPaused(KgotError):
+    """`resume(..., value=...)` on a thread that is not paused for a person's fix."""
+
+    def __init__(self, thread_id: str) -> None:
+        super().__init__(f"thread {thread_id!r} is not waiting for a fix (see `kgot-errors pending`)")
+        self.thread_id = thread_id
 
 
 class CheckpointError(KgotError):

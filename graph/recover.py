@@ -4,17 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import threading
+import logging
 import uuid
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
-from kgot_errors.errors import InvalidIncident, ThreadNotFound, UnknownOperation
+from kgot_errors.errors import ConfigError, InvalidIncident, KgotError, ThreadNotFound, ThreadNotPaused, UnknownOperation
 from kgot_errors.runtime.checkpoint import describe_target, open_checkpointer
-from kgot_errors.runtime.context import RecoveryContext
+from kgot_errors.runtime.context import LazySandbox, RecoveryContext
+from kgot_errors.runtime.model import make_model, model_identity
 from kgot_errors.runtime.settings import Settings, load_settings
-from kgot_errors.state import Attempt, Incident, RecoveryResult
+from kgot_errors.state import Attempt, ErrorKind, Incident, RecoveryResult
 
-__all__ = ["DEFAULT", "arecover", "ahistory", "aresume", "history", "recover", "resume", "run_sync"]
+__all__ = [
+    "DEFAULT",
+    "ahistory",
+    "apending",
+    "arecover",
+    "arecover_many",
+    "aresume",
+    "history",
+    "pending",
+    "recover",
+    "recover_many",
+    "resume",
+    "run_sync",
+]
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -24,23 +42,61 @@ DEFAULT: Any = "default"
 _compiled: Any = None
 
 
-def _graph(checkpointer: Any) -> Any:
+def _graph(checkpointer: Any, ctx: RecoveryContext | None = None) -> Any:
+    """The process's compiled graph, with this run's checkpointer and its view of the correction cache.
+
+    One in-memory cache of proven llm_fix corrections serves every recovery in the process;
+    each run sees it scoped to its model, with its settings' TTL (or not at all when
+    `cache_corrections` is off).
+    """
     global _compiled
     if _compiled is None:
+        from langgraph.cache.memory import InMemoryCache
+
         from kgot_errors.graph.builder import build_graph
 
-        _compiled = build_graph()
-    return _compiled if checkpointer is None else _compiled.copy(update={"checkpointer": checkpointer})
+        _compiled = build_graph(cache=InMemoryCache())
+    update: dict[str, Any] = {} if checkpointer is None else {"checkpointer": checkpointer}
+    if ctx is not None:
+        syntax = ctx.settings.syntax_error_management
+        update["cache"] = _compiled.cache.scoped(scope=model_identity(ctx.model), ttl=syntax.correction_cache_ttl,
+                                                 enabled=syntax.cache_corrections)
+    return _compiled.copy(update=update) if update else _compiled
+
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_thread: threading.Thread | None = None
+_loop_lock = threading.Lock()
+
+
+def _sync_loop() -> asyncio.AbstractEventLoop:
+    """The one event loop, in a daemon thread, behind every sync call in the process.
+
+    A fresh loop per call (asyncio.run) breaks clients that pool connections across calls:
+    langchain-openai shares one httpx client between ChatOpenAI instances, and its pooled
+    connections die with the loop that opened them ("Event loop is closed" on the next call).
+    """
+    global _loop, _loop_thread
+    with _loop_lock:
+        if _loop is None or _loop.is_closed():
+            _loop = asyncio.new_event_loop()
+            _loop_thread = threading.Thread(target=_loop.run_forever, name="kgot-recover-loop", daemon=True)
+            _loop_thread.start()
+        return _loop
 
 
 def run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine to completion from sync code, also inside a running loop (Jupyter)."""
+    loop = _sync_loop()
+    if threading.current_thread() is _loop_thread:  # called from code running on that loop: it cannot wait on itself
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="kgot-recover") as pool:
+            return pool.submit(asyncio.run, factory()).result()
+    future = asyncio.run_coroutine_threadsafe(factory(), loop)
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(factory())
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="kgot-recover") as pool:
-        return pool.submit(asyncio.run, factory()).result()
+        return future.result()
+    except BaseException:
+        future.cancel()  # e.g. KeyboardInterrupt: do not leave the recovery running unseen
+        raise
 
 
 def _incident(error_or_incident: Any, content: Any, schema: Any, context: str | None,
@@ -98,17 +154,73 @@ async def arecover(
     **incident_fields: Any,
 ) -> RecoveryResult:
     """Recover one failure through the layered graph; see `recover`."""
-    settings = settings or (runtime_context.settings if runtime_context else load_settings())
-    incident = _incident(error_or_incident, content, schema, context, incident_fields)
-    ctx = _context(settings, model, sandbox, operations, runtime_context)
+    ctx = _runtime(settings, model, sandbox, operations, runtime_context)
+    incident = _checked(_incident(error_or_incident, content, schema, context, incident_fields), ctx)
+    async with open_checkpointer(_store(checkpointer, ctx.settings)) as saver:
+        _needs_store_for_escalation(ctx, saver)
+        return await _run(_graph(saver, ctx), incident, thread_id, ctx, saver)
+
+
+def _runtime(settings: Settings | None, model: Any, sandbox: Any, operations: Mapping[str, Any] | None,
+             runtime_context: RecoveryContext | None) -> RecoveryContext:
+    """The run's context; settings and the model come from the environment only when not given."""
+    if runtime_context is not None:
+        return runtime_context
+    settings = settings or load_settings()
+    if model is None:
+        model = make_model(settings)
+    if sandbox is None:
+        sandbox = LazySandbox(settings)  # built on first use: JSON-only recoveries never probe a backend
+    elif sandbox is False:
+        sandbox = None  # explicitly no sandbox: code incidents record `skipped`
+    return _context(settings, model, sandbox, operations, None)
+
+
+def _checked(incident: Incident, ctx: RecoveryContext) -> Incident:
     if incident.operation and incident.operation not in ctx.operations:
         raise UnknownOperation(incident.operation, list(ctx.operations))
-    store = _store(checkpointer, settings)
-    async with open_checkpointer(store) as saver:
-        tid = thread_id or (uuid.uuid4().hex if saver is not None else None)
-        out = await _graph(saver).ainvoke({"incident": incident.to_data()}, _config(tid), context=ctx,
-                                          **_durability(saver))
-    return RecoveryResult.from_data(out["result"], thread_id=tid)
+    return incident
+
+
+def _needs_store_for_escalation(ctx: RecoveryContext, saver: Any) -> None:
+    if ctx.settings.error_recovery.escalate_to_human and saver is None:
+        raise ConfigError("escalate_to_human pauses threads, which needs a checkpoint store (checkpointer=None "
+                          "given)", setting="error_recovery.escalate_to_human")
+
+
+async def _run(graph: Any, incident: Incident, thread_id: str | None, ctx: RecoveryContext,
+               saver: Any) -> RecoveryResult:
+    tid = thread_id or (uuid.uuid4().hex if saver is not None else None)
+
+    async def detached() -> dict[str, Any]:
+        # Called from inside another LangGraph run (a tool, a node), the ambient config would make this
+        # recovery a hidden subgraph writing into the caller's store: run it as its own thread instead.
+        from langchain_core.runnables.config import var_child_runnable_config
+
+        var_child_runnable_config.set(None)  # this task's copy of the context only
+        return await graph.ainvoke({"incident": incident.to_data()}, _config(tid), context=ctx, **_durability(saver))
+
+    out = await asyncio.ensure_future(detached())
+    result = await _outcome(graph, out, tid)
+    _record(result)
+    return result
+
+
+def _record(result: RecoveryResult) -> None:
+    """The per-incident log line and live metrics (observability), once per finished run."""
+    from kgot_errors.observability.events import record_result
+
+    record_result(result)
+
+
+async def _outcome(graph: Any, out: dict[str, Any], thread_id: str | None) -> RecoveryResult:
+    """The result, or for a thread paused for a person, an `escalated` result built from its state."""
+    if "result" in out:
+        return RecoveryResult.from_data(out["result"], thread_id=thread_id)
+    from kgot_errors.nodes.finish import paused_result
+
+    snapshot = await graph.aget_state(_config(thread_id))
+    return RecoveryResult.from_data(paused_result(snapshot.values, thread_id), thread_id=thread_id)
 
 
 def recover(
@@ -139,9 +251,13 @@ def recover(
                                      thread_id=thread_id, checkpointer=checkpointer, settings=settings, **kwargs))
 
 
+_NO_VALUE: Any = object()
+
+
 async def aresume(
     thread_id: str,
     *,
+    value: Any = _NO_VALUE,
     checkpointer: Any = DEFAULT,
     settings: Settings | None = None,
     model: Any = None,
@@ -149,17 +265,109 @@ async def aresume(
     operations: Mapping[str, Callable[..., Any]] | None = None,
     runtime_context: RecoveryContext | None = None,
 ) -> RecoveryResult:
-    """Continue a checkpointed thread from its last finished step (a no-op for a finished one)."""
-    settings = settings or (runtime_context.settings if runtime_context else load_settings())
-    ctx = _context(settings, model, sandbox, operations, runtime_context)
-    store = _store(checkpointer, settings)
+    """Continue a checkpointed thread from its last finished step (a finished one just reports).
+
+    A thread paused for a person (escalate_to_human) needs `value`: the fix, validated like any
+    candidate (None gives up: over HTTP, resume with {"__give_up__": true}). A rejected fix
+    leaves the thread paused, with the reason.
+    """
+    ctx = _runtime(settings, model, sandbox, operations, runtime_context)
+    store = _store(checkpointer, ctx.settings)
     async with open_checkpointer(store) as saver:
-        graph = _graph(saver)
+        graph = _graph(saver, ctx)
         snapshot = await _snapshot(graph, thread_id, store)
-        values = snapshot.values
-        if "result" not in values or snapshot.next:
-            values = await graph.ainvoke(None, _config(thread_id), context=ctx, **_durability(saver))
-    return RecoveryResult.from_data(values["result"], thread_id=thread_id)
+        if snapshot.next:  # it will run: its operation must be there to re-run, as at the start
+            _checked(Incident.parse(snapshot.values["incident"]), ctx)
+        config = _config(thread_id)
+        if value is not _NO_VALUE:
+            if not snapshot.interrupts:
+                raise ThreadNotPaused(thread_id)
+            from langgraph.types import Command
+
+            from kgot_errors.nodes.human import GIVE_UP
+
+            out = await graph.ainvoke(Command(resume=GIVE_UP if value is None else value), config, context=ctx,
+                                      **_durability(saver))
+        elif snapshot.interrupts or ("result" in snapshot.values and not snapshot.next):
+            # paused (nothing runs without an answer) or finished: report, do not count it again
+            return await _outcome(graph, {k: v for k, v in snapshot.values.items() if k == "result"}, thread_id)
+        else:
+            out = await graph.ainvoke(None, config, context=ctx, **_durability(saver))
+        result = await _outcome(graph, out, thread_id)
+        _record(result)
+        return result
+
+
+async def arecover_many(
+    incidents: Iterable[BaseException | Incident | Mapping[str, Any]],
+    *,
+    max_concurrency: int = 10,
+    checkpointer: Any = DEFAULT,
+    settings: Settings | None = None,
+    model: Any = None,
+    sandbox: Any = None,
+    operations: Mapping[str, Callable[..., Any]] | None = None,
+    runtime_context: RecoveryContext | None = None,
+    on_result: Callable[[int, RecoveryResult], None] | None = None,
+) -> list[RecoveryResult]:
+    """Recover many incidents at once: at most `max_concurrency` in flight, results in input order.
+
+    One store connection serves them all. An incident that cannot even start (malformed, unknown
+    operation) or that breaks a layer gets a result saying so (outcome `invalid` or `error`);
+    it never cancels the others. `on_result(index, result)` is called as each one finishes.
+    """
+    if max_concurrency < 1:
+        raise ValueError("max_concurrency must be at least 1")
+    ctx = _runtime(settings, model, sandbox, operations, runtime_context)
+    items = list(incidents)
+    results: list[RecoveryResult | None] = [None] * len(items)
+    gate = asyncio.Semaphore(max_concurrency)
+    async with open_checkpointer(_store(checkpointer, ctx.settings)) as saver:
+        _needs_store_for_escalation(ctx, saver)
+        graph = _graph(saver, ctx)
+
+        async def one(index: int, item: Any) -> None:
+            async with gate:
+                try:
+                    incident = _checked(_incident(item, None, None, None, {}), ctx)
+                    result = await _run(graph, incident, None, ctx, saver)
+                except KgotError as exc:
+                    result = _failed_to_start("invalid", exc)
+                except Exception as exc:  # noqa: BLE001 - one broken incident must not sink the batch
+                    logger.exception("recovery of incident %d failed", index)
+                    result = _failed_to_start("error", exc)
+            results[index] = result
+            if on_result is not None:
+                on_result(index, result)
+
+        await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
+    return [r for r in results if r is not None]
+
+
+def _failed_to_start(outcome: str, exc: BaseException) -> RecoveryResult:
+    what = "invalid incident" if outcome == "invalid" else f"internal error ({type(exc).__name__})"
+    return RecoveryResult(recovered=False, kind=ErrorKind.UNKNOWN, outcome=outcome, summary=f"{what}: {exc}",
+                          attempts=[])
+
+
+async def apending(*, checkpointer: Any = DEFAULT, settings: Settings | None = None) -> list[dict[str, Any]]:
+    """Threads paused for a person, with what they ask: [{thread_id, kind, summary, rejected}]."""
+    settings = settings or load_settings()
+    async with open_checkpointer(_store(checkpointer, settings)) as saver:
+        if saver is None:
+            return []
+        graph = _graph(saver)
+        threads: dict[str, None] = {}  # the saver's listing holds its lock: read it whole first
+        async for checkpoint in saver.alist(None):
+            threads.setdefault(checkpoint.config["configurable"]["thread_id"])
+        paused: list[dict[str, Any]] = []
+        for tid in threads:
+            snapshot = await graph.aget_state(_config(tid))
+            if snapshot.interrupts:
+                request = snapshot.interrupts[0].value
+                paused.append({"thread_id": tid, "kind": request.get("kind"), "summary": request.get("summary"),
+                               "rejected": request.get("rejected")})
+        return paused
 
 
 async def _snapshot(graph: Any, thread_id: str, store: Any) -> Any:
@@ -188,6 +396,16 @@ async def ahistory(thread_id: str, *, checkpointer: Any = DEFAULT, settings: Set
         "finished": not snapshot.next and "result" in values,
         "result": RecoveryResult.from_data(values["result"], thread_id=thread_id) if "result" in values else None,
     }
+
+
+def recover_many(incidents: Iterable[Any], **kwargs: Any) -> list[RecoveryResult]:
+    """Sync twin of `arecover_many`."""
+    return run_sync(lambda: arecover_many(incidents, **kwargs))
+
+
+def pending(**kwargs: Any) -> list[dict[str, Any]]:
+    """Sync twin of `apending`."""
+    return run_sync(lambda: apending(**kwargs))
 
 
 def resume(thread_id: str, **kwargs: Any) -> RecoveryResult:

@@ -3,6 +3,7 @@
 from kgot_errors.nodes.backoff import backoff
 from kgot_errors.nodes.classify import classify
 from kgot_errors.nodes.finish import finish
+from kgot_errors.nodes.human import human
 from kgot_errors.nodes.llm_fix import llm_fix
 from kgot_errors.nodes.parser_fix import parser_fix
 from kgot_errors.nodes.refine import refine
@@ -10,4 +11,4 @@ from kgot_errors.nodes.sandbox import sandbox
 from kgot_errors.nodes.unicode_fix import unicode_fix
 from kgot_errors.nodes.vote import vote
 
-__all__ = ["backoff", "classify", "finish", "llm_fix", "parser_fix", "refine", "sandbox", "unicode_fix", "vote"]
+__all__ = ["backoff", "classify", "finish", "human", "llm_fix", "parser_fix", "refine", "sandbox", "unicode_fix", "vote"]

@@ -1,24 +1,115 @@
-"""backoff: re-runs the failed operation after a jittered exponential wait; never retries permanent errors."""
+"""backoff: re-runs the failed operation once per step after a jittered wait; never retries permanent errors."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from langgraph.runtime import Runtime
 
+from kgot_errors.nodes._base import attempt, tries
 from kgot_errors.nodes._pending import skip
+from kgot_errors.runtime.breaker import CircuitBreaker
 from kgot_errors.runtime.context import RecoveryContext, context_of
-from kgot_errors.state import Layer, RecoveryState, RecoveryUpdate
+from kgot_errors.runtime.operations import BackoffPolicy, Failure, argument_error, call_operation, json_value
+from kgot_errors.state import CandidateRecord, ErrorKind, Layer, RecoveryState, RecoveryUpdate, Verdict
 
 __all__ = ["backoff"]
 
 LAYER = Layer.BACKOFF
+VALIDATOR = "operation"
+
+
+def _retry_after_so_far(state: RecoveryState) -> float | None:
+    """The Retry-After of the latest failure: the last re-run's, else the incident's own."""
+    for a in reversed(state.get("attempts", ())):
+        if a["layer"] == LAYER:
+            return a["evidence"].get("retry_after")
+    return state["incident"].get("retry_after")
+
+
+def _circuit(breaker: CircuitBreaker | None) -> dict[str, Any] | None:
+    if breaker is None:
+        return None
+    snap = breaker.snapshot()
+    return {"state": snap["state"], "consecutive_failures": snap["consecutive_failures"]}
 
 
 async def backoff(state: RecoveryState, runtime: Runtime[RecoveryContext]) -> RecoveryUpdate:
-    """Not built yet: records `skipped` with what is missing; never reports success."""
+    """Re-run the incident's operation once; never calls it while its circuit is open.
+
+    The operation is `ctx.operations[incident["operation"]]`, called as
+    `operation(**incident["arguments"])`. The incident is call 1 (the original failure);
+    this node makes call `try_no + 1` and stops the loop (`evidence["final"]`) when the
+    budget of calls (settings.api_error_management.max_retries, the original included) is
+    spent, the failure is not transient (classified by nodes/classify.py), or the circuit
+    is open. Each step is checkpointed before the next starts, so a resumed thread goes on
+    with the same try number. A kill during the call itself can repeat that one call
+    (at-least-once); a kill during the wait repeats only the wait.
+    """
     ctx = context_of(runtime)
-    name = state["incident"].get("operation")
+    incident = state["incident"]
+    name = incident.get("operation")
     if not name:
         return skip(LAYER, state, ctx, "the incident names no operation to re-run")
     if name not in ctx.operations:
         return skip(LAYER, state, ctx, f"operation {name!r} is not registered in the runtime context")
-    return skip(LAYER, state, ctx, "backoff is not available in this build")
+    policy = BackoffPolicy.from_settings(ctx.settings.api_error_management)
+    budget = int(state.get("budgets", {}).get(str(LAYER), policy.max_attempts))
+    calls_made = tries(state, LAYER) + 1  # the original call and the re-runs recorded so far
+    if calls_made >= budget:
+        return skip(LAYER, state, ctx, f"no calls left: {calls_made} of {budget} made (the original included)")
+
+    started = ctx.clock()
+    operation = ctx.operations[name]
+    arguments = dict(incident.get("arguments") or {})
+    facts: dict[str, Any] = {"operation": name, "call": calls_made + 1, "max_calls": budget}
+
+    def record(verdict: Verdict, reason: str, evidence: dict[str, Any], **extra: Any) -> RecoveryUpdate:
+        return {"attempts": [attempt(LAYER, state, verdict, reason, started=started, now=ctx.clock(),
+                                     evidence={**facts, **evidence}, **extra)]}
+
+    problem = argument_error(operation, arguments)
+    if problem is not None:
+        failure = Failure.bad_arguments(problem)
+        return record(Verdict.FAILED, f"not called: {problem}", {**failure.evidence(), "final": True})
+
+    breaker = policy.breaker(ctx.breakers, name)
+    if breaker is not None and (closed_for := breaker.refusal()) is not None:
+        return record(Verdict.FAILED, f"circuit open: {name!r} is known to be down; no call for {closed_for:.1f} s",
+                      {"kind": str(ErrorKind.TRANSIENT), "final": True, "circuit": _circuit(breaker), "calls": 0})
+
+    wait = policy.wait_after(calls_made, _retry_after_so_far(state), ctx.rng)
+    await ctx.sleep(wait.seconds)
+    ticket = breaker.try_acquire() if breaker is not None else None
+    if breaker is not None and ticket is None:
+        return record(Verdict.FAILED, f"circuit open: {name!r} went down during the wait; not called",
+                      {**wait.evidence(), "kind": str(ErrorKind.TRANSIENT), "final": True,
+                       "circuit": _circuit(breaker), "calls": 0})
+
+    failure: Failure | None = None
+    failed: bool | None = None  # None until the call has an outcome (a cancelled call proves nothing)
+    try:
+        value = await call_operation(operation, **arguments)
+        failed = False
+    except Exception as exc:  # noqa: BLE001 - the operation's failure is data; only transient ones are retried
+        failure = Failure.of(exc)
+        failed = failure.transient
+    finally:
+        if breaker is not None:
+            breaker.settle(ticket, failed=failed)
+
+    if failure is None:
+        plain, text, note = json_value(value)
+        evidence = {**wait.evidence(), "circuit": _circuit(breaker), "value_note": note}
+        update = record(Verdict.RECOVERED, f"the operation returned on call {calls_made + 1}", evidence,
+                        validator=VALIDATOR, candidate=text)
+        update["recovered"] = CandidateRecord(layer=str(LAYER), value=plain, text=text)
+        return update
+
+    last_call = calls_made + 1 >= budget
+    final = not failure.transient or last_call
+    status = f" {failure.status_code}" if failure.status_code else ""
+    why = ("no calls left" if failure.transient else f"{failure.kind} error, not retried") if final else "will retry"
+    reason = f"call {calls_made + 1} failed: {failure.error_type}{status} ({failure.kind}); {why}"
+    return record(Verdict.FAILED, reason,
+                  {**wait.evidence(), **failure.evidence(), "final": final, "circuit": _circuit(breaker)})

@@ -197,12 +197,17 @@ def classify_incident(incident: IncidentData, *, max_sniff_chars: int = 1_000_00
     return Classification(ErrorKind.UNKNOWN, sniffed, "no rule matched")
 
 
+HUMAN_ROUNDS = 100
+"""With escalate_to_human, how many rejected fixes a thread takes before it ends not recovered."""
+
+
 def _budgets(ctx: RecoveryContext) -> dict[str, int]:
     s = ctx.settings
     return {
         Layer.LLM_FIX: s.syntax_error_management.max_retries,
         Layer.BACKOFF: s.api_error_management.max_retries,
         Layer.REFINE: s.error_recovery.max_refinement_iterations,
+        Layer.HUMAN: HUMAN_ROUNDS if s.error_recovery.escalate_to_human else 0,
     }
 
 

@@ -9,7 +9,7 @@ from langgraph.runtime import Runtime
 from kgot_errors.runtime.context import RecoveryContext
 from kgot_errors.state import AttemptRecord, ErrorKind, RecoveryState, RecoveryUpdate, Verdict
 
-__all__ = ["build_result", "finish"]
+__all__ = ["build_result", "finish", "paused_result"]
 
 
 def _last_per_layer(attempts: list[AttemptRecord]) -> list[AttemptRecord]:
@@ -66,6 +66,14 @@ def build_result(state: RecoveryState) -> dict[str, Any]:
         "tokens": sum(a["tokens"] for a in attempts),
         "duration_s": round(sum(a["duration_s"] for a in attempts), 6),
     }
+
+
+def paused_result(state: RecoveryState, thread_id: str | None) -> dict[str, Any]:
+    """The result of a thread paused for a person: not recovered (yet), outcome `escalated`."""
+    result = build_result(state)
+    how = f"kgot-errors resume {thread_id} --value FILE" if thread_id else "resume it with a value"
+    result.update(outcome="escalated", summary=f"waiting for a person's fix ({how}): {result['summary']}")
+    return result
 
 
 async def finish(state: RecoveryState, runtime: Runtime[RecoveryContext]) -> RecoveryUpdate:

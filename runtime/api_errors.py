@@ -24,7 +24,7 @@ import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.stop import stop_base
@@ -36,7 +36,6 @@ from kgot_errors.runtime.settings import ApiSettings
 __all__ = ["APIErrorManager", "with_api_retry"]
 
 P = ParamSpec("P")
-T = TypeVar("T")
 
 
 class _Run:
@@ -52,7 +51,8 @@ class _Run:
         return exc is self.exc and self.failure is not None and self.failure.transient
 
     def circuit_open(self) -> bool:
-        return self.breaker is not None and self.breaker.retry_in() > 0
+        """The next call would be refused (counted as refused by the breaker)."""
+        return self.breaker is not None and self.breaker.refusal() is not None
 
 
 class stop_if_circuit_open(stop_base):  # noqa: N801 - named like tenacity's strategies
@@ -163,7 +163,8 @@ class APIErrorManager:
         assert exc is not None
         raise exc
 
-    def with_retry(self, operation_name: str | None = None) -> Callable[[Callable[P, Any]], Callable[P, Awaitable[Any]]]:
+    def with_retry(self, operation_name: str | None = None,
+                   ) -> Callable[[Callable[P, Any]], Callable[P, Awaitable[Any]]]:
         """Decorator form: the decorated callable (sync or async) becomes a coroutine function that retries."""
 
         def decorate(fn: Callable[P, Any]) -> Callable[P, Awaitable[Any]]:

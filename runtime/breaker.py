@@ -83,16 +83,28 @@ class CircuitBreaker:
         with self._lock:
             return self._state(self._clock())
 
+    def _retry_in(self, now: float) -> float:
+        state = self._state(now)
+        if state is BreakerState.OPEN:
+            return self._opened_at + self.reset_seconds - now
+        if state is BreakerState.HALF_OPEN and self._probing:
+            return self.reset_seconds  # unknown: until the running probe reports
+        return 0.0
+
     def retry_in(self) -> float:
         """Seconds until a call could be admitted: 0 when closed or half-open with no probe running."""
         with self._lock:
-            now = self._clock()
-            state = self._state(now)
-            if state is BreakerState.OPEN:
-                return self._opened_at + self.reset_seconds - now
-            if state is BreakerState.HALF_OPEN and self._probing:
-                return self.reset_seconds  # unknown: until the running probe reports
-            return 0.0
+            return self._retry_in(self._clock())
+
+    def refusal(self) -> float | None:
+        """For a caller deciding whether to wait at all: the seconds the circuit stays shut (counted as
+        a refused call), or None when a call would be admitted now."""
+        with self._lock:
+            shut_for = self._retry_in(self._clock())
+            if shut_for <= 0:
+                return None
+            self._counts["rejected"] += 1
+            return shut_for
 
     def try_acquire(self) -> Ticket | None:
         """A ticket for one call, or None when the circuit refuses it (open, or a probe is running)."""
@@ -136,7 +148,7 @@ class CircuitBreaker:
         with self._lock:
             now = self._clock()
             state = self._state(now)
-            retry_in = self._opened_at + self.reset_seconds - now if state is BreakerState.OPEN else 0.0
+            retry_in = self._retry_in(now) if state is BreakerState.OPEN else 0.0
             return {
                 "state": str(state),
                 "consecutive_failures": self._consecutive,

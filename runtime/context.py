@@ -11,7 +11,7 @@ from typing import Any
 
 from kgot_errors.runtime.settings import Settings
 
-__all__ = ["RecoveryContext", "context_of"]
+__all__ = ["LazySandbox", "RecoveryContext", "context_of"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,3 +40,46 @@ def context_of(runtime: Any) -> RecoveryContext:
     """The run's context, or the embedded defaults when the graph runs without one (e.g. as a subgraph)."""
     ctx = getattr(runtime, "context", None)
     return ctx if isinstance(ctx, RecoveryContext) else _DEFAULT
+
+
+class LazySandbox:
+    """The settings' sandbox, built on first use (so JSON-only recoveries never probe a backend).
+
+    Behaves like a `kgot_errors.sandbox.Sandbox`; when no backend can isolate here, `run`/`arun`
+    raise SandboxUnavailable with the reason, and the layers record that instead of running code.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._executor = settings.python_executor
+        self._built: Any = None
+
+    def _sandbox(self) -> Any:
+        if self._built is None:
+            self._built = _default_sandbox(self._executor)
+        if isinstance(self._built, Exception):
+            raise self._built
+        return self._built
+
+    def run(self, code: str, **kwargs: Any) -> Any:
+        return self._sandbox().run(code, **kwargs)
+
+    async def arun(self, code: str, **kwargs: Any) -> Any:
+        return await self._sandbox().arun(code, **kwargs)
+
+
+_SANDBOXES: dict[Any, Any] = {}
+
+
+def _default_sandbox(executor: Any) -> Any:
+    """One sandbox (or the reason there is none) per executor settings, for the whole process."""
+    if executor not in _SANDBOXES:
+        from kgot_errors.errors import SandboxError
+        from kgot_errors.sandbox import get_sandbox
+
+        try:
+            _SANDBOXES[executor] = get_sandbox(executor.backend, max_concurrent=executor.max_concurrent_containers,
+                                               timeout=executor.default_timeout, memory=executor.memory_limit,
+                                               cpus=executor.cpu_limit, image=executor.container_image)
+        except SandboxError as exc:
+            _SANDBOXES[executor] = exc
+    return _SANDBOXES[executor]

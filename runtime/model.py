@@ -19,6 +19,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import SecretStr
+
 from kgot_errors.errors import ConfigError
 from kgot_errors.runtime.settings import Settings
 
@@ -77,7 +79,7 @@ def _chat_openai(settings: Settings, name: str, base_url: str | None, api_key: s
         raise ConfigError("an OpenAI-compatible model needs langchain-openai: pip install 'kgot-errors[llm]'",
                           setting="llm.model") from None
     llm = settings.llm
-    return ChatOpenAI(model=name, base_url=base_url, api_key=api_key, timeout=llm.timeout_seconds,
+    return ChatOpenAI(model=name, base_url=base_url, api_key=SecretStr(api_key), timeout=llm.timeout_seconds,
                       max_retries=llm.client_max_retries, temperature=llm.temperature, use_responses_api=False)
 
 
@@ -101,7 +103,7 @@ def _other_provider(provider: str, name: str | None, settings: Settings) -> Any:
 
 
 def model_identity(model: Any) -> str:
-    """A stable name for a chat model (class, model name, endpoint, parameters): what cached corrections are keyed by."""
+    """A stable name for a chat model (class, model name, endpoint, parameters): what corrections are cached by."""
     if model is None:
         return "none"
     cls = type(model)

@@ -23,7 +23,6 @@ from typing import Any, NamedTuple
 from tenacity import RetryCallState
 from tenacity.wait import wait_base, wait_exponential, wait_fixed
 
-from kgot_errors.errors import UnknownOperation
 from kgot_errors.runtime.breaker import BreakerStore, CircuitBreaker, default_store
 from kgot_errors.runtime.settings import ApiSettings
 from kgot_errors.state import ErrorKind, Incident
@@ -33,10 +32,8 @@ __all__ = [
     "Failure",
     "Wait",
     "argument_error",
-    "breaker_for",
     "call_operation",
     "json_value",
-    "lookup",
     "registry",
     "wait_uniform",
 ]
@@ -62,14 +59,6 @@ def registry(*operations: Callable[..., Any], **named: Callable[..., Any]) -> di
             raise TypeError(f"operation {name!r} is not callable")
         out[name] = op
     return out
-
-
-def lookup(operations: Mapping[str, Callable[..., Any]], name: str) -> Callable[..., Any]:
-    """The operation registered as `name`; UnknownOperation (naming the known ones) otherwise."""
-    try:
-        return operations[name]
-    except KeyError:
-        raise UnknownOperation(name, list(operations)) from None
 
 
 def argument_error(operation: Callable[..., Any], arguments: Mapping[str, Any]) -> str | None:
@@ -254,12 +243,7 @@ class BackoffPolicy:
         """The operation's circuit from `store` (the process-wide one when None), or None when disabled."""
         if not self.breaker_enabled:
             return None
+        if store is not None and not isinstance(store, BreakerStore):
+            raise TypeError(f"breakers must be a BreakerStore or None, not {type(store).__name__}")
         return (store or default_store()).get(name, threshold=self.breaker_threshold,
                                               reset_seconds=self.breaker_reset_seconds)
-
-
-def breaker_for(policy: BackoffPolicy, store: Any, name: str) -> CircuitBreaker | None:
-    """`policy.breaker` for a runtime context's `breakers` field (None: the process-wide store)."""
-    if store is not None and not isinstance(store, BreakerStore):
-        raise TypeError(f"RecoveryContext.breakers must be a BreakerStore or None, not {type(store).__name__}")
-    return policy.breaker(store, name)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any
+
+from typing_extensions import TypedDict  # pydantic (LangGraph Server's schemas) needs it on 3.11
 
 from kgot_errors.state.incident import IncidentData
 from kgot_errors.state.records import AttemptRecord, CandidateRecord
@@ -38,6 +40,8 @@ class RecoveryState(TypedDict, total=False):
     working: str | None  # the text the next layer works on (e.g. after unicode_fix)
     attempts: Annotated[list[AttemptRecord], operator.add]
     recovered: CandidateRecord | None  # the proven fix, set by the layer that proved it
+    poll: dict[str, Any] | None  # the open vote (target, rounds, temperature, request), set by vote's first pass
+    ballots: Annotated[list[dict[str, Any]], operator.add]  # one per vote sample, tallied by vote's second pass
     result: dict[str, Any]
 
 

@@ -6,7 +6,9 @@ import email.utils
 import time
 import traceback as tb
 from enum import StrEnum
-from typing import Any, TypedDict
+from typing import Any
+
+from typing_extensions import TypedDict  # pydantic (LangGraph Server's schemas) needs it on 3.11
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, TypedDict
+from typing import Any
+
+from typing_extensions import TypedDict  # pydantic (LangGraph Server's schemas) needs it on 3.11
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,6 +42,7 @@ class Layer(StrEnum):
     SANDBOX = "sandbox"
     REFINE = "refine"
     VOTE = "vote"
+    HUMAN = "human"  # only when escalate_to_human is set: a person supplies the fix
 
 
 class Verdict(StrEnum):

@@ -9,8 +9,9 @@ import socket
 import pytest
 
 os.environ["LANGGRAPH_STRICT_MSGPACK"] = "true"  # before anything imports langgraph's serialiser
+_CI_CONTROLS = {"KGOT_REQUIRE_SERVICES", "KGOT_TEST_POSTGRES_URL"}  # set by .ci/run for the tests themselves
 for _name in list(os.environ):
-    if _name.startswith(("OPENAI_", "LANGSMITH_", "LANGCHAIN_", "OPENROUTER_", "KGOT_")):
+    if _name.startswith(("OPENAI_", "LANGSMITH_", "LANGCHAIN_", "OPENROUTER_", "KGOT_")) and _name not in _CI_CONTROLS:
         del os.environ[_name]
 
 _real_connect = socket.socket.connect

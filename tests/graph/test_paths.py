@@ -85,9 +85,21 @@ def test_each_kind_takes_its_path_and_no_layer_fakes_success():
         ErrorKind.UNKNOWN: ({"error_type": "Mystery", "message": "?"}, [("refine", "skipped"), ("vote", "skipped")]),
     }
     for kind, (incident, path) in cases.items():
-        result = recover(incident, checkpointer=None, settings=Settings())
+        result = recover(incident, checkpointer=None, settings=Settings(), sandbox=False)
         assert (result.kind, _layers(result), result.recovered) == (kind, path, False), kind
     assert "permanent error" in recover(cases[ErrorKind.PERMANENT][0], checkpointer=None).summary
+
+
+def test_failing_code_is_run_in_the_default_sandbox_and_a_clean_run_proves_it():
+    crashed = recover(ZeroDivisionError("division by zero"), content="print(1/0)", checkpointer=None,
+                      settings=Settings())
+    assert _layers(crashed)[0] == ("sandbox", "failed")
+    run = crashed.attempts[0].evidence["run"]
+    assert run["exit_code"] == 1 and "ZeroDivisionError" in run["stderr"]
+    flaky = recover({"error_type": "subprocess.CalledProcessError", "message": "killed by the OOM killer",
+                     "content": "print(sum(range(10)))"}, checkpointer=None, settings=Settings())
+    assert flaky.recovered and flaky.recovered_by is Layer.SANDBOX
+    assert flaky.attempts[0].evidence["run"]["stdout"].strip() == "45"
 
 
 def test_python_syntax_is_repaired_and_proven_by_ast_parse():

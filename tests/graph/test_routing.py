@@ -31,9 +31,9 @@ def test_classify_sends_each_kind_to_its_first_layer(kind, first):
 def test_deterministic_layers_escalate_until_one_proves_a_fix():
     failed = _state(attempts=[_a(Layer.UNICODE_FIX, Verdict.FAILED)])
     assert routing.after_unicode_fix(failed) == "parser_fix"
-    assert routing.after_unicode_fix({**failed, "recovered": {"layer": "unicode_fix"}}) == "finish"
+    assert routing.after_unicode_fix({**failed, "recovered": {"layer": "unicode_fix"}}) == "__end__"
     assert routing.after_parser_fix(_state(attempts=[_a(Layer.PARSER_FIX, Verdict.FAILED)])) == "llm_fix"
-    assert routing.after_parser_fix(_state(recovered={"layer": "parser_fix"})) == "finish"
+    assert routing.after_parser_fix(_state(recovered={"layer": "parser_fix"})) == "__end__"
 
 
 @pytest.mark.parametrize(("n_failed", "nxt"), [(1, "llm_fix"), (2, "llm_fix"), (3, "refine")])
@@ -64,7 +64,7 @@ def test_backoff_stops_on_open_circuit_and_hands_bad_arguments_to_refine():
     permanent = [_a(Layer.BACKOFF, Verdict.FAILED, kind="permanent", final=True)]
     assert routing.after_backoff(_state(ErrorKind.TRANSIENT, permanent, arguments={"q": 1})) == "refine"
     assert routing.after_backoff(_state(ErrorKind.TRANSIENT, permanent)) == "finish"
-    assert routing.after_backoff(_state(ErrorKind.TRANSIENT, recovered={"layer": "backoff"})) == "finish"
+    assert routing.after_backoff(_state(ErrorKind.TRANSIENT, recovered={"layer": "backoff"})) == "__end__"
 
 
 def test_refine_stops_on_no_progress_then_votes():
@@ -75,4 +75,16 @@ def test_refine_stops_on_no_progress_then_votes():
 
 def test_sandbox_failure_goes_to_refine():
     assert routing.after_sandbox(_state(ErrorKind.EXECUTION, [_a(Layer.SANDBOX, Verdict.FAILED)])) == "refine"
-    assert routing.after_sandbox(_state(ErrorKind.EXECUTION, recovered={"layer": "sandbox"})) == "finish"
+    assert routing.after_sandbox(_state(ErrorKind.EXECUTION, recovered={"layer": "sandbox"})) == "__end__"
+
+
+def test_a_proven_fix_ends_the_incident_and_escalation_only_takes_failures():
+    recovered = _state(recovered={"layer": "llm_fix"}, human=100)
+    assert routing.after_llm_fix(recovered) == "__end__"
+    failed = _state(ErrorKind.PERMANENT, human=100)
+    assert routing.after_classify(failed) == "human"
+    assert routing.after_classify(_state(ErrorKind.PERMANENT)) == "finish"
+    gave_up = _state(attempts=[_a(Layer.HUMAN, Verdict.FAILED, final=True)], human=100)
+    assert routing.after_human(gave_up) == "finish"
+    rejected = _state(attempts=[_a(Layer.HUMAN, Verdict.FAILED)], human=100)
+    assert routing.after_human(rejected) == "human"

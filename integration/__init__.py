@@ -1,0 +1,36 @@
+"""Integrations: guard callables and tools, recover failing LangGraph nodes and ToolNode calls, the original API, LangGraph Server.
+
+    from kgot_errors.integration import guard, node_error_handler, tool_error_handler
+    from kgot_errors.integration.compat import KGoTErrorManagementSystem    # the original system's API
+    langgraph.json -> kgot_errors.integration.server:graph                  # LangGraph Server / Studio
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "guard": "kgot_errors.integration.guard",
+    "node_error_handler": "kgot_errors.integration.agents",
+    "tool_error_handler": "kgot_errors.integration.agents",
+}
+
+__all__ = ["guard", "node_error_handler", "tool_error_handler"]
+
+if TYPE_CHECKING:
+    from kgot_errors.integration.agents import node_error_handler, tool_error_handler
+    from kgot_errors.integration.guard import guard
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kgot_errors.integration' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,45 @@
+"""One rule for judging a proposed fix (from a model, a vote or a person): the validators decide, never the proposer."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kgot_errors.nodes._json import Outcome
+from kgot_errors.runtime.settings import SyntaxSettings
+from kgot_errors.state import ContentKind
+
+__all__ = ["validate_candidate"]
+
+
+def validate_candidate(candidate: Any, *, content_kind: str | None, schema: dict[str, Any] | None,
+                       limits: SyntaxSettings) -> tuple[Outcome, str]:
+    """(outcome, validator name) for a candidate: text goes through the same layer parser_fix uses;
+    a JSON value must be strict JSON and fit the schema; code must parse."""
+    if content_kind == ContentKind.PYTHON:
+        from kgot_errors.nodes._code import code_layer
+
+        if not isinstance(candidate, str):
+            return _rejected(f"code must be text, not {type(candidate).__name__}"), "ast.parse"
+        return code_layer(candidate), "ast.parse"
+    if isinstance(candidate, str) and (content_kind == ContentKind.JSON or schema is not None):
+        from kgot_errors.nodes._json import parser_layer
+
+        return parser_layer(candidate, schema, max_chars=limits.max_content_chars,
+                            max_depth=limits.max_depth), "json+schema"
+    try:
+        text = json.dumps(candidate, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return _rejected(f"not a JSON value: {exc}"), "json"
+    if schema is not None:
+        from kgot_errors.nodes._schema import schema_errors
+
+        errors = schema_errors(candidate, schema)
+        if errors:
+            return _rejected("does not fit the schema: " + errors[0], tuple(errors)), "json+schema"
+        return Outcome(ok=True, value=candidate, text=text), "json+schema"
+    return Outcome(ok=True, value=candidate, text=text), "json"
+
+
+def _rejected(reason: str, errors: tuple[str, ...] = ()) -> Outcome:
+    return Outcome(ok=False, reason=reason, errors=errors)

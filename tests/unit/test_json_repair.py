@@ -1,0 +1,504 @@
+"""JSON repair: strict parsing, the unicode and parser layers per failure family, the drift guard, limits, the corpus."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import json_repair
+import pytest
+from pydantic import BaseModel
+
+from kgot_errors.errors import InvalidSchema
+from kgot_errors.nodes._json import (
+    InputTooLarge,
+    NonFiniteNumber,
+    Outcome,
+    coverage,
+    is_strict_json,
+    loads_strict,
+    nesting_depth,
+    parser_layer,
+    repair,
+    unicode_layer,
+)
+
+CORPUS = Path(__file__).resolve().parents[2] / "bench" / "corpus" / "json_public.jsonl"
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """Strict JSON equality: booleans are not numbers, 1 == 1.0, key order ignored."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-9) if isinstance(a, float) or isinstance(b, float) else a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+# --------------------------------------------------------------------------------------
+# loads_strict
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ['{"a": NaN}', "[Infinity]", "-Infinity", '{"a": [1, NaN]}'])
+def test_loads_strict_rejects_non_finite_numbers(text: str) -> None:
+    with pytest.raises(NonFiniteNumber):
+        loads_strict(text)
+
+
+def test_loads_strict_parses_valid_json_like_json_loads() -> None:
+    text = '{"a": [1, 2.5, "x", null, true, {"b": "\\u00e9"}]}'
+    assert loads_strict(text) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, "[" * 100_000 + "]" * 100_000, '{"a":' * 50_000])
+def test_loads_strict_refuses_deep_nesting_without_recursion_error(text: str) -> None:
+    with pytest.raises(InputTooLarge, match="deeper than 512"):
+        loads_strict(text)
+
+
+def test_loads_strict_limits_are_keyword_arguments() -> None:
+    with pytest.raises(InputTooLarge, match="characters"):
+        loads_strict("[1, 2, 3]", max_chars=5)
+    with pytest.raises(InputTooLarge):
+        loads_strict("[[[1]]]", max_depth=2)
+    assert loads_strict("[[[1]]]", max_depth=3) == [[[1]]]
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [("{}", 1), ('[{"a": [1]}]', 3), ('"[[[["', 0), ('{"a": "]]]", "b": [[]]}', 3), ("", 0)],
+)
+def test_nesting_depth_ignores_brackets_inside_strings(text: str, depth: int) -> None:
+    assert nesting_depth(text) == depth
+
+
+# --------------------------------------------------------------------------------------
+# unicode_layer
+# --------------------------------------------------------------------------------------
+
+UNICODE_OK = [
+    # (input, expected value, expected steps)
+    ('{"a": 1, "b": [true, null]}', {"a": 1, "b": [True, None]}, ()),
+    ('{"url": "https://x.org/?q=1&x=\\\\u0041"}', {"url": "https://x.org/?q=1&x=\\u0041"}, ()),
+    ('{"name": "S\\\\u00f8ren"}', {"name": "S\u00f8ren"}, ("decoded literal \\uXXXX escapes",)),
+    ('{"name": "S\u00c3\u00b8ren"}', {"name": "S\u00f8ren"}, ("fixed mojibake (ftfy)",)),
+    ("\ufeff\ufeff[1, 2]", [1, 2], ("removed BOM",)),
+    ('{"a":\u200b"x"}', {"a": "x"}, ("removed zero-width characters and odd spaces outside strings",)),
+    ("{\u201ca\u201d: \u201cb\u201d}", {"a": "b"}, ("replaced smart quotes used as JSON quotes",)),
+    ('{\\"a\\": 1}', {"a": 1}, ("unicode_escape round-trip",)),
+]
+
+
+@pytest.mark.parametrize(("text", "value", "steps"), UNICODE_OK)
+def test_unicode_layer_recovers_unicode_damage_only(text: str, value: Any, steps: tuple[str, ...]) -> None:
+    out = unicode_layer(text)
+    assert out.ok, out.reason
+    assert same_json(out.value, value)
+    assert out.steps == steps
+    assert out.text == json.dumps(out.value, ensure_ascii=False)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('{"a": NaN}', "not strict JSON"),
+        ("```json\n{}\n```", "not strict JSON"),
+        ('{"a": 1,}', "not strict JSON"),
+        ("I cannot help with that.", "not strict JSON"),
+        ('"{\\"a\\": 1}"', "JSON document encoded as a string"),
+        ("", "not strict JSON"),
+    ],
+)
+def test_unicode_layer_leaves_syntax_repairs_to_the_parser_layer(text: str, reason: str) -> None:
+    out = unicode_layer(text)
+    assert not out.ok and out.value is None and out.text is None
+    assert reason in (out.reason or "")
+
+
+def test_unicode_layer_is_ok_only_when_the_schema_fits() -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    assert unicode_layer('{"n": 2}', schema).ok
+    out = unicode_layer('{"n": "2"}', schema)
+    assert not out.ok
+    assert out.errors == ("$.n: '2' is not of type 'integer'",)
+
+
+def test_unicode_layer_accepts_a_string_schema_for_an_embedded_document() -> None:
+    assert unicode_layer('"{\\"a\\": 1}"', {"type": "string"}).value == '{"a": 1}'
+
+
+# --------------------------------------------------------------------------------------
+# parser_layer: one table per failure family
+# --------------------------------------------------------------------------------------
+
+EXTRACTION = [
+    ('```json\n{"a": 1}\n```', {"a": 1}),
+    ('```JSON\n{"a": 1}\n```\n\n[1] Source: the attached document.', {"a": 1}),
+    ('Here you go:\n\n```json5\n{"a": 1}\n', {"a": 1}),  # unclosed fence
+    ('```json{"a": 1}```', {"a": 1}),
+    ('json\n{"a": 1}', {"a": 1}),
+    ('Answer:  ```json\n{"a": [1, 2]}\n```\nI hope this helps. {Feel free} to ask.', {"a": [1, 2]}),
+    ('I used the format {"key": value} as requested.\n\n{"model": "x", "n": 2, "ok": true}', {"model": "x", "n": 2, "ok": True}),
+    ('Here you go \u2014 every field [1] I could find:\n\n{"a": 1, "b": 2}', {"a": 1, "b": 2}),
+    ('```\nThinking about the schema... the user wants {name, age}.\n```\nFinal answer:\n{"a": 1, "b": 2}', {"a": 1, "b": 2}),
+    ('```python\ndef f():\n    return {"g": x}\n```\n\nAnd the result:\n\n```json\n{"a": 1, "b": [2, 3]}\n```', {"a": 1, "b": [2, 3]}),
+    ('<think>\nLike {"name": ..., "age": ...}? Fields [a, b].\n</think>\n\n{"a": 1}', {"a": 1}),
+    ('<thinking>Draft: {"label": "unsure"}</thinking>\n<answer>{"label": "ok", "n": 1}</answer>', {"label": "ok", "n": 1}),
+    ('<json>\n{"a": 1}\n</json>', {"a": 1}),
+    ('<output>\n```json\n{"a": 1}\n```\n</output>', {"a": 1}),
+    ("<think>only thoughts {\"a\": 1}</think>", {"a": 1}),  # thoughts as the last resort
+    ('<pre><code>{&quot;a&quot;: &quot;b &amp; c&quot;}</code></pre>', {"a": "b & c"}),
+    ('{\\"a\\": \\"x\\", \\"b\\": [1, 2]}', {"a": "x", "b": [1, 2]}),
+    ('"{\\"a\\": 1}"', {"a": 1}),
+    ('```json\n"{\\"a\\": 1, \\"b\\": \\"x\\"}"\n```', {"a": 1, "b": "x"}),
+    ("prefix { \"key\" : [ 1 , 2 , 3 ] } suffix", {"key": [1, 2, 3]}),
+    ("stringbeforeobject {}", {}),
+]
+
+MULTIPLE = [
+    ('{"a": 1}\n{"a": 2}', [{"a": 1}, {"a": 2}]),
+    ('{"a": 1}{"a": 2}', [{"a": 1}, {"a": 2}]),
+    ("/* 1 */\n{}\n/* 2 */\n{}", [{}, {}]),
+    ("1\n2\n3", [1, 2, 3]),
+    ("1,2,3,", [1, 2, 3]),
+    ("a,b", ["a", "b"]),
+    ('{"key": "value"}, []', {"key": "value"}),
+    ('{"key": "value"}, "key2": "v2"}', {"key": "value", "key2": "v2"}),
+]
+
+TRUNCATED = [
+    ('{"a": "b", "c": [1, 2', {"a": "b", "c": [1, 2]}),
+    ('{"a": "hello wor', {"a": "hello wor"}),
+    ('{"a": ["x", "y "', {"a": ["x", "y "]}),  # trailing space kept
+    ('{"a": 1, "b', {"a": 1}),  # a cut key is dropped
+    ('{"a": 1, "b":', {"a": 1}),
+    ('{"a": 1, "b": tr', {"a": 1}),  # a cut literal is dropped with its key
+    ("[1, fa", [1]),
+    ('{"a":"b}', {"a": "b"}),
+    ('{"key": ["value]}', {"key": ["value"]}),
+    ('[\n[\n"abc\n]\n]\n', [["abc"]]),
+    ('{"s": "x\\', {"s": "x"}),
+    ('"\\u2', ""),
+    ('"abc', "abc"),
+    ('["', []),
+    ('{"a":2e-', {"a": 2.0}),
+    ('{"a":-', {"a": 0}),
+    ("Here is your JSON: {\"key\": \"value", {"key": "value"}),
+]
+
+QUOTES = [
+    ("{'a': 'b', 'c': True, 'd': None}", {"a": "b", "c": True, "d": None}),
+    ("{'q': 'It's a solid phone.'}", {"q": "It's a solid phone."}),
+    ("{'q': 'He said \"I\\'ll be there\"'}", {"q": 'He said "I\'ll be there"'}),
+    ("{\u2018a\u2019: \u2018b\u2019}", {"a": "b"}),
+    ("{`a\u00b4:`b\u00b4}", {"a": "b"}),
+    ("'Rounded \u2019 quote'", "Rounded \u2019 quote"),
+    ('{"code": """print("hi")"""}', {"code": 'print("hi")'}),
+    ('{"type": "code", "code": `console.log(`hi`)`}', {"type": "code", "code": "console.log(`hi`)"}),
+    ('{"title": "He said "hello" to me", "n": 2}', {"title": 'He said "hello" to me', "n": 2}),
+    ('{"r": ""Quoted" at the start", "n": 1}', {"r": '"Quoted" at the start', "n": 1}),
+    ('{"a": "b,c,"d":"e"}', {"a": "b,c", "d": "e"}),
+    ('[\n"abc,\n"def"\n]', ["abc", "def"]),
+    ('"The TV has a 24" screen"', 'The TV has a 24" screen'),
+    ('{"code": "for i in x:\n    print(i)\n", "n": 1}', {"code": "for i in x:\n    print(i)\n", "n": 1}),
+    ('{"p": "C:\\Users\\x", "r": "\\d+"}', {"p": "C:\\Users\\x", "r": "\\d+"}),
+    ('{"key": "valu\\\'e"}', {"key": "valu'e"}),
+]
+
+LITERALS_AND_NUMBERS = [
+    ('{"a": NaN, "b": Infinity, "c": -Infinity, "d": inf, "e": nan}', {"a": None, "b": None, "c": None, "d": None, "e": None}),
+    ("[True, False, None, TRUE, Null]", [True, False, None, True, None]),
+    ('{"a": undefined}', {"a": None}),
+    ("False", False),
+    ("undefined", None),
+    ('{"h": 0x80, "d": .5, "n": -.3, "t": 2., "u": 1_000, "z": 0789}', {"h": 128, "d": 0.5, "n": -0.3, "t": 2.0, "u": 1000, "z": "0789"}),
+    ("[1, 2notanumber, 1/3, 0.0.1]", [1, "2notanumber", "1/3", "0.0.1"]),
+    ('{"id": 57eeeeb1-450b-482c}', {"id": "57eeeeb1-450b-482c"}),
+    (".3", 0.3),
+    ("4,", 4),
+]
+
+SYNTAX = [
+    ('{"a": 1, "b": [1, 2, 3,],}', {"a": 1, "b": [1, 2, 3]}),
+    ('{\n  // c\n  "a": 1, /* d */ "b": 2 # e\n}', {"a": 1, "b": 2}),
+    ("{a: 1, b_c: 'x', 2: 3}", {"a": 1, "b_c": "x", "2": 3}),
+    ('{"a" 2, "b" null}', {"a": 2, "b": None}),
+    ('{"array": [{}{}]}', {"array": [{}, {}]}),
+    ('{\n  "a": 1\n  "b": 2\n}', {"a": 1, "b": 2}),
+    ('["a" "b" "c" 1', ["a", "b", "c", 1]),
+    ('{"a":2,"b":3,...,"z":26}', {"a": 2, "b": 3, "z": 26}),
+    ("[1, 2, ... , 3]", [1, 2, 3]),
+    ('{"a":,"b":2}', {"a": "", "b": 2}),
+    ('{greeting: hello world\nnext: "line"}', {"greeting": "hello world", "next": "line"}),
+    ("[a,b\nc]", ["a", "b", "c"]),
+    ('{ "words": abcdef", "numbers": 12345", "w2": ghijkl" }', {"words": "abcdef", "numbers": 12345, "w2": "ghijkl"}),
+    ('{"a":"foo",b":"bar"}', {"a": "foo", "b": "bar"}),
+    ('{"a": 1, COMMENT "b": 2}', {"a": 1, "b": 2}),
+    ("{'k1', 'k2'}", ["k1", "k2"]),
+    ("((1, 2), (3, 4))", [[1, 2], [3, 4]]),
+    ('("x")', "x"),
+    ('{"empty": ()}', {"empty": []}),
+    ('[{"k":"v"}},{"k":"w"}]', [{"k": "v"}, {"k": "w"}]),
+    ('{"a":2]', {"a": 2}),
+    ("{url: https://x.org/a}", {"url": "https://x.org/a"}),
+]
+
+STRINGS = [
+    ('{"s": "a" +\n  "b", "n": 1}', {"s": "ab", "n": 1}),
+    ('"hello" + /* c */ " world"', "hello world"),
+    ("{'s': 'one ' +\n 'two'}", {"s": "one two"}),
+    ("{'s': 'split by '\n      'pprint', 'n': 1}", {"s": "split by pprint", "n": 1}),
+]
+
+JAVASCRIPT = [
+    ("callback_123(2);", 2),
+    ('NumberLong("2")', "2"),
+    ('{"_id": ObjectId("123")}', {"_id": "123"}),
+    ("const result = {a: 1, b: 'x'};", {"a": 1, "b": "x"}),
+    ("module.exports = {\n  a: [1, 2,],\n};", {"a": [1, 2]}),
+    ("callback({\n  a: 'x',\n});", {"a": "x"}),
+    ("{regex: /a-b.css/}", {"regex": "/a-b.css/"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    EXTRACTION + MULTIPLE + TRUNCATED + QUOTES + LITERALS_AND_NUMBERS + SYNTAX + STRINGS + JAVASCRIPT,
+)
+def test_parser_layer_repairs(text: str, expected: Any) -> None:
+    out = parser_layer(text)
+    assert out.ok, out.reason
+    assert same_json(out.value, expected), out.value
+    assert is_strict_json(out.value)
+    assert out.text == json.dumps(out.value, ensure_ascii=False)
+    assert out.steps and out.reason is None
+
+
+def test_parser_layer_logs_what_it_did_as_data() -> None:
+    out = parser_layer("```json\n{'a': True, 'b': NaN,}\n```")
+    assert out.value == {"a": True, "b": None}
+    assert out.steps == (
+        "extracted from ```json block",
+        "converted single, smart or backtick quotes",
+        "replaced Python literals",
+        "replaced NaN/Infinity with null",
+        "removed trailing commas",
+    )
+
+
+def test_parser_layer_is_identity_on_valid_json() -> None:
+    text = '{"a": [1, 2.5, "x", null], "b": {"c": "\\u00e9"}}'
+    out = parser_layer(text)
+    assert out.ok and out.value == json.loads(text)
+    assert out.steps == ("extracted from text",)
+
+
+# --------------------------------------------------------------------------------------
+# Schema: fit, selection, coercion
+# --------------------------------------------------------------------------------------
+
+EVENT = {
+    "type": "object",
+    "properties": {"event": {"type": "string"}, "date": {"type": "string"}, "n": {"type": "integer"}},
+    "required": ["event", "date"],
+}
+
+
+def test_parser_layer_picks_the_document_that_fits_the_schema() -> None:
+    text = 'Person:\n{"name": "A", "age": 4, "city": "Oslo", "zip": "0150"}\n\nMeeting:\n{"event": "Sync", "date": "2025-01-05"}'
+    assert parser_layer(text).value["name"] == "A"  # without a schema the bigger one
+    assert parser_layer(text, EVENT).value == {"event": "Sync", "date": "2025-01-05"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"event": "x", "date": "d", "n": "7"}', {"event": "x", "date": "d", "n": 7}),
+        ('{"data": {"event": "x", "date": "d"}}', {"event": "x", "date": "d"}),
+        ('```json\n{"event": "x", "date": "d", "n": "3",}\n```', {"event": "x", "date": "d", "n": 3}),
+        ('{ "event": , "date": "d", "n": }', {"event": "", "date": "d", "n": 0}),  # json_repair's schema mode
+    ],
+)
+def test_parser_layer_coerces_to_the_schema(text: str, expected: Any) -> None:
+    out = parser_layer(text, EVENT)
+    assert out.ok, out.reason
+    assert same_json(out.value, expected)
+
+
+def test_parser_layer_reports_schema_errors_when_nothing_fits() -> None:
+    out = parser_layer('{"event": "x"}', EVENT)
+    assert not out.ok and out.value is None
+    assert out.reason == "no repair fits the schema: $: 'date' is a required property"
+    assert out.errors == ("$: 'date' is a required property",)
+
+
+def test_layers_accept_pydantic_models_and_report_bad_schemas() -> None:
+    class Event(BaseModel):
+        event: str
+        n: int
+
+    assert parser_layer('{"event": "x", "n": "2",}', Event).value == {"event": "x", "n": 2}
+    assert not parser_layer("{}", {"type": 5}).ok
+    assert "not a valid JSON Schema" in (unicode_layer("{}", {"type": 5}).reason or "")
+    with pytest.raises(InvalidSchema):
+        repair("{}", 42)
+
+
+# --------------------------------------------------------------------------------------
+# The drift guard and what is not JSON
+# --------------------------------------------------------------------------------------
+
+NOT_JSON = [
+    "",
+    "   \n ",
+    "I am sorry, I cannot help with that.",
+    "Use {name} and [1] here {Feel free}.",
+    "3 reasons why this fails",
+    "hello world",
+    "see [note] here",
+]
+
+
+@pytest.mark.parametrize("text", NOT_JSON)
+def test_parser_layer_refuses_prose(text: str) -> None:
+    out = parser_layer(text)
+    assert not out.ok and out.value is None
+    assert out.reason
+
+
+@pytest.mark.parametrize(
+    ("source", "value", "kept"),
+    [
+        ('{"a": "x y", "b": 2}', {"a": "x y", "b": 2}, 1.0),
+        ('{"a": "x y", "b": 2}', {}, 0.0),
+        ("lorem ipsum dolor sit", "", 0.0),
+        ('{"s": "S\\u00f8ren"}', {"s": "S\u00f8ren"}, 1.0),
+        ("{}", {}, 1.0),
+    ],
+)
+def test_coverage_measures_words_and_numbers_kept(source: str, value: Any, kept: float) -> None:
+    assert coverage(source, value) == pytest.approx(kept)
+
+
+def test_json_repair_alone_turns_prose_into_empty_strings_which_we_refuse() -> None:
+    text = "I could not find the fields you asked about, sorry."
+    assert json_repair.loads(text) == ""
+    assert not parser_layer(text).ok
+
+
+# --------------------------------------------------------------------------------------
+# Never raises, bounded time
+# --------------------------------------------------------------------------------------
+
+HOSTILE = [
+    "",
+    "\x00",
+    '{"a": "x\x00y"}\x00',
+    '{"a": "\ud83d x"}',
+    '{"a": "\ud83d x"',
+    "[" * 100_000,
+    "[" * 100_000 + "]" * 100_000,
+    '{"a":' * 50_000,
+    "{" * 300 + "}" * 10,
+    "\ufeff" * 1000,
+    '"' * 5000,
+    "'" * 5000,
+    "```" * 2000,
+    "{a:" * 3000,
+    "/*" * 3000,
+    "[1," * 100_000,
+    json.dumps([{"k": i, "v": "x" * 20} for i in range(20_000)])[:-7],
+    json.dumps([{"k": i} for i in range(20_000)]).replace('"', "'"),
+    "blah {x} " * 20_000,
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE, ids=range(len(HOSTILE)))
+def test_layers_never_raise_and_return_in_bounded_time(text: str) -> None:
+    for layer in (unicode_layer, parser_layer):
+        started = time.perf_counter()
+        out = layer(text)
+        assert isinstance(out, Outcome)
+        assert time.perf_counter() - started < 20
+        assert out.ok or out.reason
+        if out.ok:
+            assert is_strict_json(out.value)
+
+
+@pytest.mark.parametrize("text", [None, 3, b"{}", ["x"]])
+def test_layers_refuse_non_text(text: Any) -> None:
+    for layer in (unicode_layer, parser_layer):
+        out = layer(text)
+        assert not out.ok and "expected text" in (out.reason or "")
+
+
+def test_parser_layer_respects_its_limits() -> None:
+    assert "limit" in (parser_layer('{"a": 1,}', max_chars=5).reason or "")
+    assert "deeper" in (parser_layer("[[[1,]]]", max_depth=2).reason or "")
+
+
+def test_repair_raises_value_error_with_the_reason() -> None:
+    with pytest.raises(ValueError, match="no JSON value found"):
+        repair("nothing to see here")
+    assert repair('{"a": 1,}') == {"a": 1}
+
+
+# --------------------------------------------------------------------------------------
+# The corpus (a copy of the project's shared corpus lives in bench/corpus)
+# --------------------------------------------------------------------------------------
+
+
+def _exact(case: dict, value: Any) -> bool:
+    if not case.get("ambiguous") and same_json(value, case["expected"]):
+        return True
+    return any(same_json(value, alt) for alt in case.get("alternatives") or [])
+
+
+def _run(impl: Any) -> tuple[dict[str, list[int]], int, int, int, int]:
+    cases = [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    per_category: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    exact = scored = valid = 0
+    for case in cases:
+        try:
+            value = impl(case["input"], case.get("schema"))
+            ok_value = is_strict_json(value)
+        except Exception:  # noqa: BLE001 - a failure to repair is what is being counted
+            value, ok_value = None, False
+        valid += ok_value
+        if case.get("ambiguous") and not case.get("alternatives"):
+            continue
+        hit = ok_value and _exact(case, value)
+        scored += 1
+        exact += hit
+        per_category[case["category"]][0] += hit
+        per_category[case["category"]][1] += 1
+    return per_category, exact, scored, valid, len(cases)
+
+
+@pytest.fixture(scope="module")
+def corpus_scores() -> tuple[dict[str, list[int]], int, int, int, int]:
+    return _run(repair)
+
+
+def test_corpus_headline_figures(corpus_scores: tuple) -> None:
+    per_category, exact, scored, valid, total = corpus_scores
+    assert exact / scored >= 0.88, f"exact {exact}/{scored}"
+    assert valid / total >= 0.98, f"valid {valid}/{total}"
+    hits, n = per_category["valid_control"]
+    assert hits == n, f"valid_control {hits}/{n}"
+
+
+def test_corpus_no_category_below_json_repair(corpus_scores: tuple) -> None:
+    ours = corpus_scores[0]
+    theirs = _run(lambda text, schema: json_repair.loads(text))[0]
+    worse = {c: (ours[c], theirs[c]) for c in ours if ours[c][0] / ours[c][1] < theirs[c][0] / theirs[c][1]}
+    assert not worse, worse
