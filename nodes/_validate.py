@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kgot_errors.nodes._json import Outcome
-from kgot_errors.runtime.settings import SyntaxSettings
 from kgot_errors.state import ContentKind
+
+if TYPE_CHECKING:  # the repair engine loads on first use, not with the graph
+    from kgot_errors.nodes._json import Outcome
+    from kgot_errors.runtime.settings import SyntaxSettings
 
 __all__ = ["validate_candidate"]
 
@@ -27,6 +29,10 @@ def validate_candidate(candidate: Any, *, content_kind: str | None, schema: dict
 
         return parser_layer(candidate, schema, max_chars=limits.max_content_chars,
                             max_depth=limits.max_depth), "json+schema"
+    from kgot_errors.nodes._json import Outcome, is_strict_json
+
+    if not is_strict_json(candidate):
+        return _rejected("not a strict JSON value (NaN, Infinity, lone surrogates or non-JSON types)"), "json"
     try:
         text = json.dumps(candidate, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -42,4 +48,6 @@ def validate_candidate(candidate: Any, *, content_kind: str | None, schema: dict
 
 
 def _rejected(reason: str, errors: tuple[str, ...] = ()) -> Outcome:
+    from kgot_errors.nodes._json import Outcome
+
     return Outcome(ok=False, reason=reason, errors=errors)

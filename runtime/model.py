@@ -76,7 +76,7 @@ def _chat_openai(settings: Settings, name: str, base_url: str | None, api_key: s
     try:
         from langchain_openai import ChatOpenAI
     except ImportError:
-        raise ConfigError("an OpenAI-compatible model needs langchain-openai: pip install 'kgot-errors[llm]'",
+        raise ConfigError("an OpenAI-compatible model needs langchain-openai: pip install langchain-openai",
                           setting="llm.model") from None
     llm = settings.llm
     return ChatOpenAI(model=name, base_url=base_url, api_key=SecretStr(api_key), timeout=llm.timeout_seconds,
