@@ -257,18 +257,12 @@ async def ask(
                       fallbacks=tuple(fallbacks))
 
 
-def _json_layers(text: str, schema: dict[str, Any] | None, *, max_chars: int, max_depth: int) -> Any:
-    from kgot_errors.nodes._json import parser_layer, unicode_layer
-
-    strict = unicode_layer(text, schema, max_chars=max_chars, max_depth=max_depth)
-    return strict if strict.ok else parser_layer(text, schema, max_chars=max_chars, max_depth=max_depth)
-
-
 async def check_json(text: str, schema: dict[str, Any] | None, settings: Settings) -> Any:
-    """unicode_fix's, then parser_fix's validators on a model's answer (the cheap strict path first; then
-    extraction from fences and prose, repair, schema coercion); ok only for strict JSON that fits the schema."""
+    """The shared candidate rule (nodes/_validate.json_text) on a model's answer, off the loop when large."""
+    from kgot_errors.nodes._validate import json_text
+
     limits = settings.syntax_error_management
-    return await offload(_json_layers, text, schema, max_chars=limits.max_content_chars, max_depth=limits.max_depth)
+    return await offload(json_text, text, schema, max_chars=limits.max_content_chars, max_depth=limits.max_depth)
 
 
 async def check_code(text: str) -> Any:

@@ -11,7 +11,16 @@ if TYPE_CHECKING:  # the repair engine loads on first use, not with the graph
     from kgot_errors.nodes._json import Outcome
     from kgot_errors.runtime.settings import SyntaxSettings
 
-__all__ = ["validate_candidate"]
+__all__ = ["json_text", "validate_candidate"]
+
+
+def json_text(text: str, schema: dict[str, Any] | None, *, max_chars: int, max_depth: int) -> Outcome:
+    """unicode_fix's, then parser_fix's validators on proposed text (the cheap strict path first; then
+    extraction from fences and prose, repair, schema coercion); ok only for strict JSON that fits the schema."""
+    from kgot_errors.nodes._json import parser_layer, unicode_layer
+
+    strict = unicode_layer(text, schema, max_chars=max_chars, max_depth=max_depth)
+    return strict if strict.ok else parser_layer(text, schema, max_chars=max_chars, max_depth=max_depth)
 
 
 def validate_candidate(candidate: Any, *, content_kind: str | None, schema: dict[str, Any] | None,
@@ -25,10 +34,8 @@ def validate_candidate(candidate: Any, *, content_kind: str | None, schema: dict
             return _rejected(f"code must be text, not {type(candidate).__name__}"), "ast.parse"
         return code_layer(candidate), "ast.parse"
     if isinstance(candidate, str) and (content_kind == ContentKind.JSON or schema is not None):
-        from kgot_errors.nodes._json import parser_layer
-
-        return parser_layer(candidate, schema, max_chars=limits.max_content_chars,
-                            max_depth=limits.max_depth), "json+schema"
+        return json_text(candidate, schema, max_chars=limits.max_content_chars, max_depth=limits.max_depth), \
+            "json+schema"
     from kgot_errors.nodes._json import Outcome, is_strict_json
 
     if not is_strict_json(candidate):

@@ -181,18 +181,18 @@ async def _run_code(parsed: Proof, request: Mapping[str, Any], ctx: RecoveryCont
     try:
         result = await ctx.sandbox.arun(code, timeout=ctx.settings.python_executor.default_timeout)
     except SandboxError as exc:
-        return Proof(False, f"the sandbox could not run the revision: {exc}", "sandbox", evidence=parsed.evidence,
+        return Proof(False, f"the sandbox could not run the code: {exc}", "sandbox", evidence=parsed.evidence,
                      broken=True)
     evidence = {**parsed.evidence, "run": _clip_run(result.to_dict())}
     if not result.ok:
         why = "timed out" if result.timed_out else f"killed ({result.killed_by})" if result.killed_by \
             else f"exited {result.exit_code}"
-        return Proof(False, f"the revision {why} in the sandbox", "sandbox", evidence=evidence)
+        return Proof(False, f"the code {why} in the sandbox", "sandbox", evidence=evidence)
     expected = request.get("expected_output")
     if expected is not None and not _same_output(result.stdout, expected):
-        return Proof(False, "the revision exits 0 but its output differs from the expected output", "sandbox",
+        return Proof(False, "the code exits 0 but its output differs from the expected output", "sandbox",
                      evidence=evidence)
-    return Proof(True, "the revision exits 0 in the sandbox" + (" with the expected output" if expected else ""),
+    return Proof(True, "the code exits 0 in the sandbox" + (" with the expected output" if expected else ""),
                  "sandbox", code, code, evidence)
 
 

@@ -191,7 +191,7 @@ def test_code_is_refined_from_the_sandbox_stderr_until_it_exits_zero(bwrap_sandb
         result = recover(code_incident(), model=loopback_model(server), sandbox=bwrap_sandbox, checkpointer=None,
                          settings=settings())
     first, second = refines(result)
-    assert first.verdict == "failed" and first.reason == "the revision exited 1 in the sandbox"
+    assert first.verdict == "failed" and first.reason == "the code exited 1 in the sandbox"
     assert "NameError: name 'vals' is not defined" in first.evidence["run"]["stderr"]
     assert "NameError: name 'vals' is not defined" in quoted(sent(server)[1].text)["validator"]
     assert (second.verdict, second.validator, second.evidence["run"]["stdout"]) == ("recovered", "sandbox", "3.5\n")
@@ -206,7 +206,7 @@ def test_code_must_print_the_expected_output(bwrap_sandbox):
         result = recover(code_incident(expected_output="3.5\nok\n"), model=loopback_model(server),
                          sandbox=bwrap_sandbox, checkpointer=None, settings=settings())
     first, second = refines(result)
-    assert first.reason == "the revision exits 0 but its output differs from the expected output"
+    assert first.reason == "the code exits 0 but its output differs from the expected output"
     assert second.verdict == "recovered"
     assert quoted(sent(server)[0].text)["expected"] == "3.5\nok\n"
     counted(result, server)
@@ -226,6 +226,6 @@ def test_a_sandbox_that_cannot_run_makes_refine_an_error_that_ends_the_loop():
         result = recover(code_incident(), runtime_context=ctx, checkpointer=None)
     [broken] = refines(result)
     assert (broken.verdict, broken.evidence["final"], broken.validator) == ("error", True, "sandbox")
-    assert broken.reason.startswith("the sandbox could not run the revision: no isolating sandbox")
+    assert broken.reason.startswith("the sandbox could not run the code: no isolating sandbox")
     assert not result.recovered
     counted(result, server)
