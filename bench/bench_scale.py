@@ -125,7 +125,7 @@ class _Postgres:
         self.state = Path(tempfile.mkdtemp(prefix="kgot-bench-pg-"))
         self.state.chmod(0o755)  # postgres (another user) must reach it
         out = subprocess.run(["bash", str(ROOT / ".ci" / "postgres.sh"), "start", str(self.state)],
-                             capture_output=True, text=True, timeout=300)
+                             capture_output=True, text=True, timeout=300, check=False)
         if out.returncode != 0:
             raise SystemExit(f"could not start PostgreSQL: {out.stderr.strip()[-500:]}")
         return out.stdout.strip().split("=", 1)[1]
@@ -133,7 +133,7 @@ class _Postgres:
     def stop(self) -> None:
         if self.state is not None:
             subprocess.run(["bash", str(ROOT / ".ci" / "postgres.sh"), "stop", str(self.state)],
-                           capture_output=True, timeout=60)
+                           capture_output=True, timeout=60, check=False)
             shutil.rmtree(self.state, ignore_errors=True)
 
 

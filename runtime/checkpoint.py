@@ -17,6 +17,7 @@ __all__ = ["describe_target", "open_checkpointer"]
 
 MEMORY = ":memory:"
 SQLITE_TIMEOUT_S = 10.0
+_SETUP_LOCK = 0x6B676F74  # "kgot": the advisory lock serialising PostgreSQL table set-up
 """How long to wait for another process's lock on a SQLite store before saying it is locked."""
 _SETTING = "checkpoint_url (KGOT_CHECKPOINT_URL, --checkpoint)"
 
@@ -127,10 +128,35 @@ async def _open_postgres(url: str) -> AsyncIterator[BaseCheckpointSaver]:
                               target=_redact(url)) from None
     try:
         saver = AsyncPostgresSaver(conn)
-        await saver.setup()
+        await _take_setup_lock(conn, url)
+        try:
+            await saver.setup()
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK,))
         yield saver
     finally:
         await conn.close()
+
+
+async def _take_setup_lock(conn: Any, url: str, *, timeout_s: float = 120.0) -> None:
+    """Many workers may open a new database at once: one creates the tables, the others wait.
+
+    They wait by polling, outside any transaction: LangGraph's migrations build indexes
+    CONCURRENTLY, which waits for every open transaction, so a blocking pg_advisory_lock
+    call would deadlock with the worker doing the set-up.
+    """
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        row = await (await conn.execute("SELECT pg_try_advisory_lock(%s) AS got", (_SETUP_LOCK,))).fetchone()
+        if row["got"]:
+            return
+        if time.monotonic() > deadline:
+            raise CheckpointError(f"PostgreSQL at {_redact(url)}: another process kept the table set-up lock for "
+                                  f"{timeout_s:g} s; check {_SETTING}", setting=_SETTING, target=_redact(url))
+        await asyncio.sleep(0.05)
 
 
 def _redact(url: str) -> str:
