@@ -1,14 +1,19 @@
-"""Helpers every layer node uses: counting tries, writing Attempt records, running CPU work off the loop."""
+"""Helpers every layer node uses: counting tries, writing Attempt records, skipping, running CPU work off the loop."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from kgot_errors.state import AttemptRecord, Layer, RecoveryState, Verdict
+from kgot_errors.state import AttemptRecord, Layer, RecoveryState, RecoveryUpdate, Verdict
 
-__all__ = ["CANDIDATE_CHARS", "attempt", "offload", "tries"]
+if TYPE_CHECKING:
+    from kgot_errors.runtime.context import RecoveryContext
+
+__all__ = ["CANDIDATE_CHARS", "NO_MODEL", "attempt", "offload", "recorder", "skip", "tries"]
+
+NO_MODEL = "no chat model configured (set KGOT_MODEL with OPENAI_API_KEY or OPENAI_BASE_URL, or pass model=)"
 
 CANDIDATE_CHARS = 2_000
 """Attempt records keep this much of a candidate; the proven value itself is kept whole."""
@@ -51,6 +56,22 @@ def attempt(
         llm_calls=llm_calls,
         tokens=tokens,
     )
+
+
+def recorder(layer: Layer, state: RecoveryState, ctx: RecoveryContext,
+             started: float | None = None) -> Callable[..., RecoveryUpdate]:
+    """`record(verdict, reason, **fields)`: the update that appends this try's one Attempt, timed from now."""
+    begun = ctx.clock() if started is None else started
+
+    def record(verdict: Verdict, reason: str, **fields: Any) -> RecoveryUpdate:
+        return {"attempts": [attempt(layer, state, verdict, reason, started=begun, now=ctx.clock(), **fields)]}
+
+    return record
+
+
+def skip(layer: Layer, state: RecoveryState, ctx: RecoveryContext, reason: str) -> RecoveryUpdate:
+    """The layer cannot run here: one `skipped` Attempt saying why (never a pretended success)."""
+    return recorder(layer, state, ctx)(Verdict.SKIPPED, reason)
 
 
 async def offload(fn: Callable[..., T], text: str, *args: Any, **kwargs: Any) -> T:

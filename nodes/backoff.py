@@ -6,8 +6,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from kgot_errors.nodes._base import attempt, tries
-from kgot_errors.nodes._pending import skip
+from kgot_errors.nodes._base import attempt, skip, tries
 from kgot_errors.runtime.breaker import CircuitBreaker
 from kgot_errors.runtime.context import RecoveryContext, context_of
 from kgot_errors.runtime.operations import BackoffPolicy, Failure, argument_error, call_operation, json_value

@@ -220,5 +220,4 @@ async def classify(state: RecoveryState, runtime: Runtime[RecoveryContext]) -> R
         "content_kind": str(content_kind) if content_kind else None,
         "classified_by": rule,
         "budgets": {str(k): v for k, v in _budgets(ctx).items()},
-        "working": state["incident"].get("content"),
     }

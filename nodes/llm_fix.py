@@ -25,9 +25,8 @@ from langgraph.cache.base import BaseCache, FullKey, Namespace
 from langgraph.runtime import Runtime
 
 from kgot_errors.nodes import _prompts
-from kgot_errors.nodes._base import attempt, tries
+from kgot_errors.nodes._base import NO_MODEL, recorder, tries
 from kgot_errors.nodes._llm import Answer, ask, budget, check_code, check_json, feedback_of
-from kgot_errors.nodes._pending import NO_MODEL
 from kgot_errors.runtime.context import RecoveryContext, context_of
 from kgot_errors.runtime.model import model_identity
 from kgot_errors.state import ContentKind, Layer, RecoveryState, RecoveryUpdate, Verdict
@@ -168,9 +167,7 @@ async def llm_fix(state: RecoveryState, runtime: Runtime[RecoveryContext]) -> Re
     """One correction try by the model; recovered only when parser_fix's validators accept the answer."""
     ctx = context_of(runtime)
     started = ctx.clock()
-
-    def record(verdict: Verdict, reason: str, **fields: Any) -> RecoveryUpdate:
-        return {"attempts": [attempt(LAYER, state, verdict, reason, started=started, now=ctx.clock(), **fields)]}
+    record = recorder(LAYER, state, ctx, started)
 
     request = correction_request(state)
     if request is None:

@@ -31,9 +31,8 @@ from langgraph.runtime import Runtime
 
 from kgot_errors.errors import SandboxError
 from kgot_errors.nodes import _prompts
-from kgot_errors.nodes._base import attempt
+from kgot_errors.nodes._base import NO_MODEL, recorder
 from kgot_errors.nodes._llm import Answer, ask, budget, check_code, check_json, feedback_of, fingerprint
-from kgot_errors.nodes._pending import NO_MODEL
 from kgot_errors.runtime.context import RecoveryContext, context_of
 from kgot_errors.runtime.operations import Failure, argument_error, call_operation, json_value
 from kgot_errors.state import ContentKind, ErrorKind, Layer, RecoveryState, RecoveryUpdate, Verdict
@@ -218,9 +217,7 @@ async def refine(state: RecoveryState, runtime: Runtime[RecoveryContext]) -> Rec
     """One revision from external feedback; recovered only when its target's validator proves it."""
     ctx = context_of(runtime)
     started = ctx.clock()
-
-    def record(verdict: Verdict, reason: str, **fields: Any) -> RecoveryUpdate:
-        return {"attempts": [attempt(LAYER, state, verdict, reason, started=started, now=ctx.clock(), **fields)]}
+    record = recorder(LAYER, state, ctx, started)
 
     target, why_not = revision_target(state, ctx)
     if target is None:

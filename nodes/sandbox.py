@@ -5,8 +5,7 @@ from __future__ import annotations
 from langgraph.runtime import Runtime
 
 from kgot_errors.errors import SandboxUnavailable
-from kgot_errors.nodes._base import attempt
-from kgot_errors.nodes._pending import skip
+from kgot_errors.nodes._base import attempt, skip
 from kgot_errors.runtime.context import RecoveryContext, context_of
 from kgot_errors.state import ContentKind, Layer, RecoveryState, RecoveryUpdate, Verdict
 

@@ -19,7 +19,7 @@ async def unicode_fix(state: RecoveryState, runtime: Runtime[RecoveryContext]) -
 
     ctx = context_of(runtime)
     started = ctx.clock()
-    text = state.get("working")
+    text = state["incident"].get("content")
     if text is None:
         return {"attempts": [attempt(LAYER, state, Verdict.SKIPPED, "the incident carries no failing content",
                                      started=started, now=ctx.clock())]}

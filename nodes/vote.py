@@ -27,9 +27,8 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from kgot_errors.nodes import _prompts
-from kgot_errors.nodes._base import attempt
+from kgot_errors.nodes._base import NO_MODEL, recorder
 from kgot_errors.nodes._llm import Answer, Budget, ask, budget
-from kgot_errors.nodes._pending import NO_MODEL
 from kgot_errors.nodes.refine import Proof, parse_candidate, prove, revision_request, revision_target
 from kgot_errors.runtime.context import RecoveryContext, context_of
 from kgot_errors.state import Layer, RecoveryState, RecoveryUpdate, Verdict
@@ -206,9 +205,7 @@ async def vote(state: RecoveryState, runtime: Runtime[RecoveryContext]) -> Recov
     """Opens the poll (first pass) or tallies the ballots (second pass); recovered only by a validated majority."""
     ctx = context_of(runtime)
     started = ctx.clock()
-
-    def record(verdict: Verdict, reason: str, **fields: Any) -> RecoveryUpdate:
-        return {"attempts": [attempt(LAYER, state, verdict, reason, started=started, now=ctx.clock(), **fields)]}
+    record = recorder(LAYER, state, ctx, started)
 
     poll = state.get("poll")
     if poll is None:

@@ -37,7 +37,6 @@ class RecoveryState(TypedDict, total=False):
     content_kind: str | None  # ContentKind of the failing content, set by classify
     classified_by: str  # the classify rule that decided `kind`
     budgets: dict[str, int]  # tries allowed per looping layer, fixed at classify time
-    working: str | None  # the text the next layer works on (e.g. after unicode_fix)
     attempts: Annotated[list[AttemptRecord], operator.add]
     recovered: CandidateRecord | None  # the proven fix, set by the layer that proved it
     poll: dict[str, Any] | None  # the open vote (target, rounds, temperature, request), set by vote's first pass

@@ -10,7 +10,7 @@ from langgraph.cache.memory import InMemoryCache
 
 from kgot_errors import recover
 from kgot_errors.graph.builder import build_graph
-from kgot_errors.nodes._pending import NO_MODEL
+from kgot_errors.nodes._base import NO_MODEL
 from kgot_errors.nodes._prompts import SYSTEM
 from kgot_errors.nodes.llm_fix import correction_key
 from kgot_errors.runtime.context import RecoveryContext
