@@ -372,14 +372,18 @@ async def _from_postgres_url(url: str, tally: Tally) -> None:
 
 
 async def _from_saver(saver: Any, tally: Tally) -> None:
-    cls = type(saver).__name__
-    if cls == "AsyncSqliteSaver":
+    kinds = {cls.__name__ for cls in type(saver).__mro__}
+    if "SqliteStore" in kinds:  # ours: a sync connection used on the loop
+        rows = await saver.call(lambda: saver.conn.execute(_SQLITE_LATEST).fetchall())
+        await asyncio.to_thread(_decode_sqlite, rows, _serde(saver), tally)
+        return
+    if "AsyncSqliteSaver" in kinds:
         async with saver.lock:
             async with saver.conn.execute(_SQLITE_LATEST) as cur:
                 rows = await cur.fetchall()
         await asyncio.to_thread(_decode_sqlite, list(rows), _serde(saver), tally)
         return
-    if cls == "AsyncPostgresSaver":
+    if "AsyncPostgresSaver" in kinds:
         conn = saver.conn
         if hasattr(conn, "connection"):  # a pool
             async with conn.connection() as c:

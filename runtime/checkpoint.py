@@ -17,8 +17,10 @@ __all__ = ["describe_target", "open_checkpointer"]
 
 MEMORY = ":memory:"
 SQLITE_TIMEOUT_S = 10.0
-_SETUP_LOCK = 0x6B676F74  # "kgot": the advisory lock serialising PostgreSQL table set-up
 """How long to wait for another process's lock on a SQLite store before saying it is locked."""
+POSTGRES_POOL_SIZE = 4
+"""Connections per open PostgreSQL store: one sends the grouped writes, the others serve reads."""
+_SETUP_LOCK = 0x6B676F74  # "kgot": the advisory lock serialising PostgreSQL table set-up
 _SETTING = "checkpoint_url (KGOT_CHECKPOINT_URL, --checkpoint)"
 
 
@@ -64,8 +66,7 @@ async def open_checkpointer(target: Any) -> AsyncIterator[BaseCheckpointSaver | 
 
 @contextlib.asynccontextmanager
 async def _open_sqlite(path: Path) -> AsyncIterator[BaseCheckpointSaver]:
-    import aiosqlite
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+    from kgot_errors.runtime.sqlite_store import SqliteStore
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,24 +78,34 @@ async def _open_sqlite(path: Path) -> AsyncIterator[BaseCheckpointSaver]:
         raise CheckpointError(f"checkpoint path {path} is a directory; set {_SETTING} to a file path",
                               setting=_SETTING, target=str(path))
     try:
-        conn = await aiosqlite.connect(str(path), timeout=SQLITE_TIMEOUT_S)
+        # timeout=0: a locked database answers at once and the store retries without blocking the loop
+        conn = sqlite3.connect(str(path), timeout=0, check_same_thread=False)
     except (sqlite3.Error, OSError) as exc:
         raise CheckpointError(f"cannot open SQLite checkpoint store {path}: {exc}", setting=_SETTING,
                               target=str(path)) from None
     try:
+        saver = SqliteStore(conn, busy_timeout_s=SQLITE_TIMEOUT_S)
         try:
-            await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute("PRAGMA synchronous=NORMAL")
-            saver = AsyncSqliteSaver(conn)
-            await saver.setup()
-            # A store we can read but not write fails here, not halfway through a recovery.
-            await conn.execute("BEGIN IMMEDIATE")
-            await conn.execute("ROLLBACK")
+            await saver.call(_prepare_sqlite, saver)
         except sqlite3.Error as exc:
             raise CheckpointError(_sqlite_message(path, exc), setting=_SETTING, target=str(path)) from None
         yield saver
     finally:
-        await conn.close()
+        conn.close()
+
+
+def _prepare_sqlite(saver: Any) -> None:
+    """WAL (readers never wait for the writer), tables, and a write lock taken once.
+
+    `synchronous=NORMAL` in WAL mode loses nothing when a process dies; only a power cut can
+    take the newest commits. A store we can read but not write fails here, not halfway through
+    a recovery.
+    """
+    saver.conn.execute("PRAGMA journal_mode=WAL")
+    saver.conn.execute("PRAGMA synchronous=NORMAL")
+    saver.setup()
+    saver.conn.execute("BEGIN IMMEDIATE")
+    saver.conn.execute("ROLLBACK")
 
 
 def _sqlite_message(path: Path, exc: sqlite3.Error) -> str:
@@ -116,26 +127,42 @@ async def _open_postgres(url: str) -> AsyncIterator[BaseCheckpointSaver]:
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
         from psycopg import AsyncConnection, OperationalError
         from psycopg.rows import dict_row
+        from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+        from kgot_errors.runtime.postgres_store import PostgresStore
     except ImportError:
         raise CheckpointError("PostgreSQL checkpoints need the extra: pip install 'kgot-errors[postgres]'",
                               setting=_SETTING, target=_redact(url)) from None
-    try:
-        conn = await AsyncConnection.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row,
-                                             connect_timeout=10)
+    options = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+    try:  # one plain connection first: it fails fast with the server's own words, and sets the tables up
+        conn = await AsyncConnection.connect(url, connect_timeout=10, **options)
     except OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"cannot reach PostgreSQL at {_redact(url)}: {first}; check {_SETTING}", setting=_SETTING,
                               target=_redact(url)) from None
     try:
-        saver = AsyncPostgresSaver(conn)
         await _take_setup_lock(conn, url)
         try:
-            await saver.setup()
+            await AsyncPostgresSaver(conn).setup()
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK,))
-        yield saver
     finally:
         await conn.close()
+    pool = AsyncConnectionPool(url, min_size=1, max_size=POSTGRES_POOL_SIZE, kwargs=options, open=False,
+                               name="kgot-checkpoints")
+    try:
+        await pool.open(wait=True, timeout=30)
+    except PoolTimeout:
+        await pool.close()
+        raise CheckpointError(f"PostgreSQL at {_redact(url)} accepted one connection but no pool within 30 s; "
+                              f"check {_SETTING} and the server's max_connections", setting=_SETTING,
+                              target=_redact(url)) from None
+    try:
+        saver = PostgresStore(pool)
+        yield saver
+        await saver.drain()
+    finally:
+        await pool.close()
 
 
 async def _take_setup_lock(conn: Any, url: str, *, timeout_s: float = 120.0) -> None:

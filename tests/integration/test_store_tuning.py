@@ -1,0 +1,148 @@
+"""How the stores carry many small writes: SQLite on the loop without stalling it, PostgreSQL writes grouped.
+
+The stores change only how writes reach the database (runtime/sqlite_store.py, runtime/postgres_store.py):
+these tests hold them to what the stock savers promise (every write durable before the step
+returns, listings complete, a failure reaches its caller) and to what the change is for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+import uuid
+
+import psycopg
+import pytest
+
+from kgot_errors.graph.recover import ahistory, arecover, arecover_many
+from kgot_errors.runtime import checkpoint
+from kgot_errors.runtime.checkpoint import open_checkpointer
+from kgot_errors.runtime.settings import Settings
+from kgot_errors.runtime.sqlite_store import SqliteStore
+
+WRITES_PER_RECOVERY = 9  # a deterministic recovery: five checkpoints and four sets of task writes
+
+
+def _incident(i: int) -> dict:
+    return {"error_type": "json.decoder.JSONDecodeError", "message": "Expecting property name enclosed in double "
+            "quotes", "content": f"{{'i': {i}, 'ok': True,}}"}
+
+
+async def _ticks_while(coro, period_s: float = 0.005) -> tuple[object, int]:
+    """Run `coro`, counting how often a timer on the same loop got to run meanwhile."""
+    ticks = 0
+    running = True
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while running:
+            await asyncio.sleep(period_s)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    try:
+        return await coro, ticks
+    finally:
+        running = False
+        await task
+
+
+async def test_sqlite_waits_for_another_writer_without_stalling_the_loop(tmp_path):
+    path = tmp_path / "busy.sqlite"
+    async with open_checkpointer(str(path)) as store:
+        assert isinstance(store, SqliteStore)
+        holder = sqlite3.connect(path)
+        holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock for 0.4 s
+
+        async def release() -> None:
+            await asyncio.sleep(0.4)
+            holder.rollback()
+
+        started = time.monotonic()
+        releaser = asyncio.create_task(release())
+        result, ticks = await _ticks_while(arecover(_incident(1), checkpointer=store, settings=Settings()))
+        await releaser
+        holder.close()
+    assert result.recovered and result.value == {"i": 1, "ok": True}
+    assert time.monotonic() - started >= 0.4  # it did wait for the lock...
+    assert ticks >= 20  # ...while the loop kept serving others (a blocking wait would give ~0)
+    h = await ahistory(result.thread_id, checkpointer=str(path), settings=Settings())
+    assert h["finished"] and [a.layer for a in h["attempts"]] == [a.layer for a in result.attempts]
+
+
+async def test_sqlite_gives_up_on_a_lock_held_too_long(tmp_path, monkeypatch):
+    path = tmp_path / "held.sqlite"
+    monkeypatch.setattr(checkpoint, "SQLITE_TIMEOUT_S", 0.3)
+    async with open_checkpointer(str(path)) as store:
+        holder = sqlite3.connect(path)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            started = time.monotonic()
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                await arecover(_incident(2), checkpointer=store, settings=Settings())
+            assert 0.3 <= time.monotonic() - started < 5
+        finally:
+            holder.rollback()
+            holder.close()
+        # the lock gone, the same store works again
+        assert (await arecover(_incident(3), checkpointer=store, settings=Settings())).recovered
+
+
+async def test_sqlite_listing_pages_and_never_holds_the_lock_across_an_await(tmp_path, monkeypatch):
+    monkeypatch.setattr(SqliteStore, "PAGE", 4)
+    path = str(tmp_path / "list.sqlite")
+    async with open_checkpointer(path) as store:
+        first = await arecover_many([_incident(i) for i in range(5)], checkpointer=store, settings=Settings())
+        listed = []
+
+        async def list_while_writing() -> None:
+            async for tup in store.alist(None):
+                listed.append(tup)
+                if len(listed) == 2:  # a write on the same loop, mid-listing: the old saver would deadlock here
+                    assert (await arecover(_incident(9), checkpointer=store, settings=Settings())).recovered
+
+        await asyncio.wait_for(list_while_writing(), timeout=30)
+        ids = [t.config["configurable"]["checkpoint_id"] for t in listed]
+        assert len(ids) == len(set(ids)) and ids == sorted(ids, reverse=True)  # newest first, no repeats
+        threads = {t.config["configurable"]["thread_id"] for t in listed}
+        assert {r.thread_id for r in first} <= threads
+        assert len(ids) >= 5 * 5  # five checkpoints for each of the first five recoveries
+        now = [t.config["configurable"]["checkpoint_id"] async for t in store.alist(None)]  # recovery 9 included
+        assert len(now) == len(set(now)) and set(ids) <= set(now)
+        assert [t.config["configurable"]["checkpoint_id"] async for t in store.alist(None, limit=6)] == now[:6]
+
+
+async def test_postgres_groups_the_writes_of_concurrent_recoveries(postgres_url, tmp_path):
+    n = 60
+    async with open_checkpointer(postgres_url) as store:
+        before = store.batches
+        results = await arecover_many([_incident(i) for i in range(n)], max_concurrency=30, checkpointer=store,
+                                      settings=Settings())
+        batches = store.batches - before
+    assert all(r.recovered for r in results) and [r.value["i"] for r in results] == list(range(n))
+    assert batches < n * WRITES_PER_RECOVERY / 3  # many writes per round trip, measured in bench_scale
+    on_sqlite = await arecover(_incident(0), checkpointer=str(tmp_path / "s.sqlite"), settings=Settings())
+    layers = [(a.layer, a.verdict) for a in on_sqlite.attempts]
+    for r in results[:: n // 6]:  # each read back whole through a new connection
+        h = await ahistory(r.thread_id, checkpointer=postgres_url, settings=Settings())
+        assert h["finished"] and h["result"] == r and [(a.layer, a.verdict) for a in h["attempts"]] == layers
+
+
+async def test_postgres_a_failing_write_fails_alone(postgres_url):
+    """Writes sent together share one transaction: when one is refused, the others still land."""
+    async with open_checkpointer(postgres_url) as store:
+        threads = [f"good-{uuid.uuid4().hex}" for _ in range(6)]
+        bad = "bad\x00thread"  # PostgreSQL refuses NUL in text
+
+        async def write(thread: str) -> None:
+            config = {"configurable": {"thread_id": thread, "checkpoint_ns": "", "checkpoint_id": "1"}}
+            await store.aput_writes(config, [("note", {"thread": thread})], task_id="t")
+
+        outcomes = await asyncio.gather(*(write(t) for t in [threads[0], bad, *threads[1:]]), return_exceptions=True)
+    assert isinstance(outcomes[1], psycopg.DataError)
+    assert [o for i, o in enumerate(outcomes) if i != 1] == [None] * len(threads)
+    with psycopg.connect(postgres_url) as conn:
+        stored = conn.execute("SELECT count(DISTINCT thread_id) FROM checkpoint_writes WHERE thread_id = ANY(%s)",
+                              (threads,)).fetchone()[0]
+    assert stored == len(threads)
