@@ -3,7 +3,7 @@
     python bench/bench_scale.py [--n N] [--rss-n M] [--postgres URL] [--json OUT]
 
 1. Incidents per second for deterministic recoveries (broken JSON that parser_fix repairs) through
-   `arecover_many` (one store connection, bounded concurrency) at concurrency 1, 10 and 100, with no
+   `arecover_many` (one open store, bounded concurrency) at concurrency 1, 10 and 100, with no
    checkpointer, SQLite (a temp file) and PostgreSQL (`--postgres`, else KGOT_TEST_POSTGRES_URL, else
    one started here with .ci/postgres.sh). Target: checkpointed at least 25% of no-checkpointer at
    concurrency 10.

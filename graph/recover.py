@@ -312,22 +312,25 @@ async def arecover_many(
 ) -> list[RecoveryResult]:
     """Recover many incidents at once: at most `max_concurrency` in flight, results in input order.
 
-    One store connection serves them all. An incident that cannot even start (malformed, unknown
-    operation) or that breaks a layer gets a result saying so (outcome `invalid` or `error`);
-    it never cancels the others. `on_result(index, result)` is called as each one finishes.
+    One open store serves them all (PostgreSQL: one pool, the writes of concurrent recoveries
+    grouped). An incident that cannot even start (malformed, unknown operation) or that breaks
+    a layer gets a result saying so (outcome `invalid` or `error`); it never cancels the others.
+    `on_result(index, result)` is called as each one finishes.
     """
     if max_concurrency < 1:
         raise ValueError("max_concurrency must be at least 1")
     ctx = _runtime(settings, model, sandbox, operations, runtime_context)
     items = list(incidents)
     results: list[RecoveryResult | None] = [None] * len(items)
-    gate = asyncio.Semaphore(max_concurrency)
     async with open_checkpointer(_store(checkpointer, ctx.settings)) as saver:
         _needs_store_for_escalation(ctx, saver)
         graph = _graph(saver, ctx)
+        queue = iter(enumerate(items))  # shared by the workers: each incident is taken once
 
-        async def one(index: int, item: Any) -> None:
-            async with gate:
+        async def worker() -> None:
+            # `max_concurrency` workers, not a task per incident: 10,000 incidents waiting on a
+            # semaphore cost memory for nothing
+            for index, item in queue:
                 try:
                     incident = _checked(_incident(item, None, None, None, {}), ctx)
                     result = await _run(graph, incident, None, ctx, saver)
@@ -336,11 +339,11 @@ async def arecover_many(
                 except Exception as exc:  # noqa: BLE001 - one broken incident must not sink the batch
                     logger.exception("recovery of incident %d failed", index)
                     result = _failed_to_start("error", exc)
-            results[index] = result
-            if on_result is not None:
-                on_result(index, result)
+                results[index] = result
+                if on_result is not None:
+                    on_result(index, result)
 
-        await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
+        await asyncio.gather(*(worker() for _ in range(min(max_concurrency, len(items)))))
     return [r for r in results if r is not None]
 
 

@@ -53,6 +53,15 @@ async def test_concurrency_is_bounded():
     assert peak <= 4
 
 
+async def test_waiting_incidents_cost_no_task_each():
+    """A long batch holds `max_concurrency` workers, not one waiting task per incident (memory stays flat)."""
+    tasks: list[int] = []
+    results = await arecover_many(_incidents(300), max_concurrency=3, checkpointer="memory", settings=Settings(),
+                                  on_result=lambda i, r: tasks.append(len(asyncio.all_tasks())))
+    assert [r.value["i"] for r in results] == list(range(300))
+    assert max(tasks) < 30  # a task per incident would be over 300 at the first result
+
+
 def test_max_concurrency_must_be_positive():
     with pytest.raises(ValueError):
         recover_many(_incidents(1), max_concurrency=0, checkpointer=None)
