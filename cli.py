@@ -213,7 +213,7 @@ def _jsonl_incidents(raw: bytes, name: str) -> list[Any]:
 
 
 def _repair_many(args: argparse.Namespace, schema: Any) -> int:
-    from kgot_errors.graph.recover import recover_many
+    from kgot_errors.graph.recover import recover_iter
 
     if args.concurrency < 1:
         raise _Usage("--concurrency must be at least 1")
@@ -223,14 +223,33 @@ def _repair_many(args: argparse.Namespace, schema: Any) -> int:
         incidents = [_incident_for(_read_input(name), args.kind or ("python" if name.endswith(".py") else None),
                                    schema, args.context) for name in args.files]
     progress = _Progress(len(incidents))
-    results = recover_many(incidents, max_concurrency=args.concurrency, checkpointer=_store(args),
-                           settings=_settings(args), on_result=progress.update)
+    output = _InOrder(progress)
+    for index, result in recover_iter(incidents, max_concurrency=args.concurrency, checkpointer=_store(args),
+                                      settings=_settings(args)):
+        output.add(index, result)
+        progress.update(index, result)
     progress.close()
-    for result in results:
-        print(json.dumps(result.to_data(), ensure_ascii=False))
-    recovered = sum(r.recovered for r in results)
-    print(f"{recovered}/{len(results)} recovered", file=sys.stderr)
-    return EXIT_RECOVERED if recovered == len(results) else EXIT_NOT_RECOVERED
+    print(f"{progress.recovered}/{len(incidents)} recovered", file=sys.stderr)
+    return EXIT_RECOVERED if progress.recovered == len(incidents) else EXIT_NOT_RECOVERED
+
+
+class _InOrder:
+    """Prints each result (a JSON line) as soon as every result before it is out: input order, streamed.
+
+    A long batch shows its output as it goes, and a batch stopped halfway keeps what it printed.
+    """
+
+    def __init__(self, progress: _Progress) -> None:
+        self.progress = progress
+        self.next = 0
+        self.held: dict[int, Any] = {}
+
+    def add(self, index: int, result: Any) -> None:
+        self.held[index] = result
+        while self.next in self.held:
+            self.progress.clear()
+            print(json.dumps(self.held.pop(self.next).to_data(), ensure_ascii=False), flush=True)
+            self.next += 1
 
 
 class _Progress:
@@ -245,6 +264,11 @@ class _Progress:
         self.recovered += bool(result.recovered)
         if self.live:
             print(f"\r{self.done}/{self.total} done, {self.recovered} recovered", end="", file=sys.stderr, flush=True)
+
+    def clear(self) -> None:
+        """Blank the counter's line, before other output is written to the terminal."""
+        if self.live and self.done:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.live:

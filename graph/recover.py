@@ -7,7 +7,7 @@ import concurrent.futures
 import threading
 import logging
 import uuid
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from kgot_errors.errors import ConfigError, InvalidIncident, KgotError, ThreadNotFound, ThreadNotPaused, UnknownOperation
@@ -22,11 +22,13 @@ __all__ = [
     "ahistory",
     "apending",
     "arecover",
+    "arecover_iter",
     "arecover_many",
     "aresume",
     "history",
     "pending",
     "recover",
+    "recover_iter",
     "recover_many",
     "resume",
     "run_sync",
@@ -302,49 +304,89 @@ async def arecover_many(
     incidents: Iterable[BaseException | Incident | Mapping[str, Any]],
     *,
     max_concurrency: int = 10,
-    checkpointer: Any = DEFAULT,
-    settings: Settings | None = None,
-    model: Any = None,
-    sandbox: Any = None,
-    operations: Mapping[str, Callable[..., Any]] | None = None,
-    runtime_context: RecoveryContext | None = None,
     on_result: Callable[[int, RecoveryResult], None] | None = None,
+    **options: Any,
 ) -> list[RecoveryResult]:
     """Recover many incidents at once: at most `max_concurrency` in flight, results in input order.
 
     One open store serves them all (PostgreSQL: one pool, the writes of concurrent recoveries
     grouped). An incident that cannot even start (malformed, unknown operation) or that breaks
     a layer gets a result saying so (outcome `invalid` or `error`); it never cancels the others.
-    `on_result(index, result)` is called as each one finishes.
+    `on_result(index, result)` is called as each one finishes. `options` are `arecover_iter`'s.
+    For a stream too long to keep every result, use `arecover_iter`.
+    """
+    items = list(incidents)
+    results: list[RecoveryResult | None] = [None] * len(items)
+    async for index, result in arecover_iter(items, max_concurrency=max_concurrency, **options):
+        results[index] = result
+        if on_result is not None:
+            on_result(index, result)
+    return [r for r in results if r is not None]
+
+
+_END: Any = object()
+
+
+async def arecover_iter(
+    incidents: Iterable[BaseException | Incident | Mapping[str, Any]],
+    *,
+    max_concurrency: int = 10,
+    checkpointer: Any = DEFAULT,
+    settings: Settings | None = None,
+    model: Any = None,
+    sandbox: Any = None,
+    operations: Mapping[str, Callable[..., Any]] | None = None,
+    runtime_context: RecoveryContext | None = None,
+) -> AsyncIterator[tuple[int, RecoveryResult]]:
+    """Recover a stream of incidents, yielding `(index, result)` as each one finishes (completion order).
+
+    The input is read lazily, `max_concurrency` at a time, and nothing is kept once a result is
+    yielded: memory stays flat however long the stream (each result stays in the store under its
+    `thread_id`). A consumer that falls behind pauses the recoveries; one that stops early cancels
+    those still running (their finished steps are checkpointed: `resume` them). Failures are
+    results, as in `arecover_many`; an exception raised by the input iterable itself ends the
+    stream with that exception.
     """
     if max_concurrency < 1:
         raise ValueError("max_concurrency must be at least 1")
     ctx = _runtime(settings, model, sandbox, operations, runtime_context)
-    items = list(incidents)
-    results: list[RecoveryResult | None] = [None] * len(items)
+    pending = iter(enumerate(incidents))  # shared by the workers: each incident is taken once
+    finished: asyncio.Queue[Any] = asyncio.Queue(maxsize=max_concurrency)
     async with open_checkpointer(_store(checkpointer, ctx.settings)) as saver:
         _needs_store_for_escalation(ctx, saver)
         graph = _graph(saver, ctx)
-        queue = iter(enumerate(items))  # shared by the workers: each incident is taken once
 
         async def worker() -> None:
-            # `max_concurrency` workers, not a task per incident: 10,000 incidents waiting on a
-            # semaphore cost memory for nothing
-            for index, item in queue:
-                try:
-                    incident = _checked(_incident(item, None, None, None, {}), ctx)
-                    result = await _run(graph, incident, None, ctx, saver)
-                except KgotError as exc:
-                    result = _failed_to_start("invalid", exc)
-                except Exception as exc:  # noqa: BLE001 - one broken incident must not sink the batch
-                    logger.exception("recovery of incident %d failed", index)
-                    result = _failed_to_start("error", exc)
-                results[index] = result
-                if on_result is not None:
-                    on_result(index, result)
+            for index, item in pending:
+                await finished.put((index, await _one(graph, index, item, ctx, saver)))
 
-        await asyncio.gather(*(worker() for _ in range(min(max_concurrency, len(items)))))
-    return [r for r in results if r is not None]
+        async def run_all() -> None:
+            # every worker ends (after the input fails, the others find it exhausted) before the stream does
+            outcomes = await asyncio.gather(*(worker() for _ in range(max_concurrency)), return_exceptions=True)
+            await finished.put(_END)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+
+        runner = asyncio.create_task(run_all(), name="kgot-recover-workers")
+        try:
+            while (item := await finished.get()) is not _END:
+                yield item
+            await runner  # the input's own exception, if it raised one
+        finally:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+
+
+async def _one(graph: Any, index: int, item: Any, ctx: RecoveryContext, saver: Any) -> RecoveryResult:
+    """One incident of a batch; whatever goes wrong becomes its result."""
+    try:
+        return await _run(graph, _checked(_incident(item, None, None, None, {}), ctx), None, ctx, saver)
+    except KgotError as exc:
+        return _failed_to_start("invalid", exc)
+    except Exception as exc:  # noqa: BLE001 - one broken incident must not sink the batch
+        logger.exception("recovery of incident %d failed", index)
+        return _failed_to_start("error", exc)
 
 
 def _failed_to_start(outcome: str, exc: BaseException) -> RecoveryResult:
@@ -404,6 +446,23 @@ async def ahistory(thread_id: str, *, checkpointer: Any = DEFAULT, settings: Set
 def recover_many(incidents: Iterable[Any], **kwargs: Any) -> list[RecoveryResult]:
     """Sync twin of `arecover_many`."""
     return run_sync(lambda: arecover_many(incidents, **kwargs))
+
+
+def recover_iter(incidents: Iterable[Any], **kwargs: Any) -> Iterator[tuple[int, RecoveryResult]]:
+    """Sync twin of `arecover_iter`: a generator of `(index, result)` in completion order."""
+    stream = arecover_iter(incidents, **kwargs)
+
+    async def step() -> Any:
+        return await anext(stream, _END)
+
+    async def close() -> None:
+        await stream.aclose()
+
+    try:
+        while (item := run_sync(step)) is not _END:
+            yield item
+    finally:
+        run_sync(close)
 
 
 def pending(**kwargs: Any) -> list[dict[str, Any]]:

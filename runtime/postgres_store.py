@@ -101,7 +101,7 @@ class PostgresStore(AsyncPostgresSaver):
         await done
 
     async def drain(self) -> None:
-        """Wait until every recorded write has been sent."""
+        """Wait until every queued write has been sent (callers await their own; this is for closing)."""
         if self._flusher is not None:
             await asyncio.wait({self._flusher})
 

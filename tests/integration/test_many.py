@@ -65,3 +65,71 @@ async def test_waiting_incidents_cost_no_task_each():
 def test_max_concurrency_must_be_positive():
     with pytest.raises(ValueError):
         recover_many(_incidents(1), max_concurrency=0, checkpointer=None)
+
+
+async def test_a_stream_is_read_lazily_and_yields_as_recoveries_finish():
+    from kgot_errors import arecover_iter
+
+    pulled = 0
+
+    def incidents():
+        nonlocal pulled
+        for inc in _incidents(500):
+            pulled += 1
+            yield inc
+
+    seen: list[int] = []
+    async for index, result in arecover_iter(incidents(), max_concurrency=4, checkpointer=None, settings=Settings()):
+        if not seen:
+            assert pulled <= 4 + 4 + 1  # in flight plus finished-but-unread: not the whole stream
+        assert result.value == {"i": index, "ok": True}
+        seen.append(index)
+    assert sorted(seen) == list(range(500)) and pulled == 500
+
+
+async def test_stopping_a_stream_early_cancels_the_rest():
+    from kgot_errors import arecover_iter
+
+    started = 0
+
+    async def slow(**_: object) -> dict:
+        nonlocal started
+        started += 1
+        await asyncio.sleep(0.05)
+        return {"ok": True}
+
+    batch = ({"error_type": "TimeoutError", "message": "t", "operation": "slow", "arguments": {}} for _ in range(100))
+    stream = arecover_iter(batch, max_concurrency=3, checkpointer=None, settings=Settings(), operations={"slow": slow})
+    got = []
+    async for item in stream:
+        got.append(item)
+        if len(got) == 2:
+            break
+    await stream.aclose()
+    await asyncio.sleep(0.2)  # anything still running would go on starting operations
+    assert started < 12
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "kgot-recover-workers"]
+
+
+async def test_an_input_that_raises_ends_the_stream_with_its_error():
+    from kgot_errors import arecover_iter
+
+    def incidents():
+        yield from _incidents(5)
+        raise OSError("the input file went away")
+
+    got = []
+    with pytest.raises(OSError, match="went away"):
+        async for item in arecover_iter(incidents(), max_concurrency=2, checkpointer=None, settings=Settings()):
+            got.append(item)
+    assert sorted(i for i, _ in got) == list(range(5))  # what was read still came back
+
+
+def test_recover_iter_is_the_sync_stream():
+    from kgot_errors import recover_iter
+
+    pairs = list(recover_iter(_incidents(30), max_concurrency=5, checkpointer="memory", settings=Settings()))
+    assert sorted(i for i, _ in pairs) == list(range(30))
+    assert all(r.value == {"i": i, "ok": True} for i, r in pairs)
+    first = next(recover_iter(_incidents(30), checkpointer=None, settings=Settings()))  # abandoned mid-stream
+    assert first[1].recovered

@@ -122,3 +122,38 @@ def test_help_explains_every_command():
     for command in ("repair", "history", "resume"):
         sub = _cli(command, "--help")
         assert sub.returncode == 0 and "--checkpoint" in sub.stdout.decode()
+
+
+def test_repair_jsonl_prints_one_result_per_incident_in_input_order(env, tmp_path):
+    lines = [{"error_type": "json.decoder.JSONDecodeError", "message": "m", "content": "{'i': %d,}" % i} for i in range(3)]
+    lines.insert(1, {"error_type": "json.decoder.JSONDecodeError", "message": "m", "content": "no JSON here at all"})
+    batch = tmp_path / "incidents.jsonl"
+    batch.write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")  # blank lines are skipped
+    out = _cli("repair", "--jsonl", str(batch), "--concurrency", "3", env=env)
+    assert out.returncode == 1  # not every incident recovered
+    results = [json.loads(line) for line in out.stdout.decode().splitlines()]
+    assert [r["recovered"] for r in results] == [True, False, True, True]
+    assert [r["value"] for r in results if r["recovered"]] == [{"i": 0}, {"i": 1}, {"i": 2}]
+    assert out.stderr.decode().strip().endswith("3/4 recovered")
+
+
+def test_batch_output_streams_in_input_order(capsys):
+    from kgot_errors.cli import _InOrder, _Progress
+
+    class Done:
+        def __init__(self, i: int) -> None:
+            self.i = i
+
+        def to_data(self) -> dict:
+            return {"i": self.i}
+
+    out = _InOrder(_Progress(4))
+    printed = lambda: [json.loads(x)["i"] for x in capsys.readouterr().out.splitlines()]  # noqa: E731
+    out.add(2, Done(2))
+    assert printed() == []  # held until 0 and 1 are out
+    out.add(0, Done(0))
+    assert printed() == [0]
+    out.add(1, Done(1))
+    assert printed() == [1, 2]
+    out.add(3, Done(3))
+    assert printed() == [3]
