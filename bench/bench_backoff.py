@@ -44,11 +44,11 @@ from kgot_errors.runtime.settings import ApiSettings, Settings
 from kgot_errors.state import Incident
 
 TARGET_MS = 10.0
-NOTES = ("Reading: most of a graph attempt is LangGraph's step and the SQLite checkpoint write (aiosqlite "
-         "round trips); about 0.3-0.5 ms is classifying the failure, mostly `Incident.from_exception` "
-         "formatting the traceback. Measured on a shared machine while other test suites ran: repeated runs "
-         "moved the in-process marginal cost between 1.1 and 5.8 ms/attempt and the loopback one between 3.6 "
-         "and 7.3 ms/attempt, all under the 10 ms target. The loopback server sets TCP_NODELAY; without it "
+NOTES = ("Reading: most of a graph attempt is LangGraph's step and the SQLite checkpoint write (written on the "
+         "event loop by `SqliteStore`; through aiosqlite's thread hops the same attempts cost 2.7 and 5.3 ms); "
+         "about 0.2 ms is classifying the failure, mostly `Incident.from_exception` formatting the traceback. "
+         "Figures move with the machine's load: on a shared machine earlier runs ranged 1.1-5.8 ms (in-process) "
+         "and 3.6-7.3 ms (loopback), all under the 10 ms target. The loopback server sets TCP_NODELAY; without it "
          "every call, graph or tenacity, costs ~40 ms of delayed-ACK wait.")
 
 
