@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "JSON result per line, in order")
     rp.add_argument("--jsonl", action="store_true",
                     help="each input line is an incident: a JSON object with Incident fields (error_type, message, "
-                         "content, output_schema, ...); prints one JSON result per line, in order")
+                         "content, output_schema, ...); prints one JSON result per line, in input order, each as "
+                         "soon as the ones before it are done")
     rp.add_argument("--concurrency", type=int, default=10, metavar="N",
                     help="incidents recovered at once with several inputs (default 10)")
     rp.add_argument("--schema", metavar="FILE", help="JSON Schema file the repaired value must fit")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 import logging
 import uuid
@@ -317,10 +318,11 @@ async def arecover_many(
     """
     items = list(incidents)
     results: list[RecoveryResult | None] = [None] * len(items)
-    async for index, result in arecover_iter(items, max_concurrency=max_concurrency, **options):
-        results[index] = result
-        if on_result is not None:
-            on_result(index, result)
+    async with contextlib.aclosing(arecover_iter(items, max_concurrency=max_concurrency, **options)) as stream:
+        async for index, result in stream:  # closed at once if on_result raises: nothing left running
+            results[index] = result
+            if on_result is not None:
+                on_result(index, result)
     return [r for r in results if r is not None]
 
 
@@ -448,8 +450,17 @@ def recover_many(incidents: Iterable[Any], **kwargs: Any) -> list[RecoveryResult
     return run_sync(lambda: arecover_many(incidents, **kwargs))
 
 
+async def _collect(stream: AsyncIterator[T]) -> list[T]:
+    return [item async for item in stream]
+
+
 def recover_iter(incidents: Iterable[Any], **kwargs: Any) -> Iterator[tuple[int, RecoveryResult]]:
     """Sync twin of `arecover_iter`: a generator of `(index, result)` in completion order."""
+    if threading.current_thread() is _loop_thread:
+        # called from code running on the recovery loop, where each run_sync is a separate loop (see there):
+        # a stream cannot live across them, so it runs whole in one
+        yield from run_sync(lambda: _collect(arecover_iter(incidents, **kwargs)))
+        return
     stream = arecover_iter(incidents, **kwargs)
 
     async def step() -> Any:

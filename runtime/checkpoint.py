@@ -19,7 +19,7 @@ MEMORY = ":memory:"
 SQLITE_TIMEOUT_S = 10.0
 """How long to wait for another process's lock on a SQLite store before saying it is locked."""
 POSTGRES_POOL_SIZE = 4
-"""Connections per open PostgreSQL store: one sends the grouped writes, the others serve reads."""
+"""Connections per open PostgreSQL store: the grouped writes take one at a time, reads the others."""
 _SETUP_LOCK = 0x6B676F74  # "kgot": the advisory lock serialising PostgreSQL table set-up
 _SETTING = "checkpoint_url (KGOT_CHECKPOINT_URL, --checkpoint)"
 
@@ -157,11 +157,11 @@ async def _open_postgres(url: str) -> AsyncIterator[BaseCheckpointSaver]:
         raise CheckpointError(f"PostgreSQL at {_redact(url)} accepted one connection but no pool within 30 s; "
                               f"check {_SETTING} and the server's max_connections", setting=_SETTING,
                               target=_redact(url)) from None
+    saver = PostgresStore(pool)
     try:
-        saver = PostgresStore(pool)
         yield saver
-        await saver.drain()
     finally:
+        await saver.writer.drain()
         await pool.close()
 
 

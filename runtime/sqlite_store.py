@@ -9,8 +9,10 @@ saver inline on the event loop instead; `bench/bench_scale.py` measures the diff
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from langgraph.checkpoint.sqlite import SqliteSaver
@@ -36,7 +38,7 @@ class SqliteStore(SqliteSaver):
     """
 
     PAGE = 256
-    """Checkpoints read per listing query: the listing holds the saver's lock only while it runs."""
+    """A listing hands the event loop back at least every PAGE checkpoints."""
 
     def __init__(self, conn: sqlite3.Connection, *, busy_timeout_s: float = 10.0) -> None:
         super().__init__(conn)
@@ -54,7 +56,8 @@ class SqliteStore(SqliteSaver):
         async for attempt in AsyncRetrying(retry=retry_if_exception(is_busy), stop=stop_after_delay(self.busy_timeout_s),
                                            wait=wait_random_exponential(multiplier=0.002, max=0.1), reraise=True):
             with attempt:
-                self.conn.rollback()  # a statement refused the lock: start its transaction again
+                with self.lock:  # a statement refused the lock: start its transaction again
+                    self.conn.rollback()
                 return fn(*args, **kwargs)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
@@ -63,18 +66,19 @@ class SqliteStore(SqliteSaver):
 
     async def alist(self, config: Any, *, filter: dict[str, Any] | None = None, before: Any = None,
                     limit: int | None = None) -> AsyncIterator[Any]:
-        # SqliteSaver.list holds a thread lock for as long as it is iterated: read it a page at a
-        # time, never across an await (a write on the same loop would wait on that lock forever).
-        left = limit
-        while left is None or left > 0:
-            size = self.PAGE if left is None else min(self.PAGE, left)
-            page = await self.call(lambda: list(self.list(config, filter=filter, before=before, limit=size)))
-            for item in page:
+        # A listing may be long and is iterated across awaits. It reads through a connection of its own
+        # (WAL: readers and the writer never wait for each other), so it holds no lock a write on this
+        # loop needs, and hands the loop back every PAGE checkpoints.
+        path = self.conn.execute("PRAGMA database_list").fetchone()[2]
+        reader = SqliteSaver(sqlite3.connect(f"{Path(path).as_uri()}?mode=ro", uri=True, check_same_thread=False))
+        reader.is_setup, reader._has_task_path = True, self._has_task_path  # the tables are there: nothing to create
+        try:
+            for n, item in enumerate(reader.list(config, filter=filter, before=before, limit=limit), 1):
                 yield item
-            if len(page) < size:
-                return
-            before = page[-1].config
-            left = None if left is None else left - len(page)
+                if n % self.PAGE == 0:
+                    await asyncio.sleep(0)
+        finally:
+            reader.conn.close()
 
     async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
         return await self.call(self.put, config, checkpoint, metadata, new_versions)

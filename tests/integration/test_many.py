@@ -133,3 +133,39 @@ def test_recover_iter_is_the_sync_stream():
     assert all(r.value == {"i": i, "ok": True} for i, r in pairs)
     first = next(recover_iter(_incidents(30), checkpointer=None, settings=Settings()))  # abandoned mid-stream
     assert first[1].recovered
+
+
+async def test_a_failing_on_result_stops_the_batch_at_once():
+    started = 0
+
+    async def slow(**_: object) -> dict:
+        nonlocal started
+        started += 1
+        await asyncio.sleep(0.05)
+        return {"ok": True}
+
+    def boom(index: int, result: object) -> None:
+        raise RuntimeError("consumer failed")
+
+    batch = [{"error_type": "TimeoutError", "message": "t", "operation": "slow", "arguments": {}}] * 50
+    with pytest.raises(RuntimeError, match="consumer failed"):
+        await arecover_many(batch, max_concurrency=4, checkpointer=None, settings=Settings(), operations={"slow": slow},
+                            on_result=boom)
+    so_far = started
+    await asyncio.sleep(0.2)
+    assert started == so_far < 12  # nothing went on running behind the error
+
+
+def test_recover_iter_called_from_inside_a_recovery():
+    """An async operation calling the sync stream runs on the recovery loop itself: it must still get every result."""
+    from kgot_errors import recover, recover_iter
+
+    seen: list[int] = []
+
+    async def nested(**_: object) -> dict:
+        seen.extend(i for i, _ in recover_iter(_incidents(3), checkpointer=None, settings=Settings()))
+        return {"ok": True}
+
+    result = recover({"error_type": "TimeoutError", "message": "t", "operation": "nested", "arguments": {}},
+                     operations={"nested": nested}, checkpointer=None, settings=Settings())
+    assert result.recovered and sorted(seen) == [0, 1, 2]

@@ -116,10 +116,10 @@ async def test_sqlite_listing_pages_and_never_holds_the_lock_across_an_await(tmp
 async def test_postgres_groups_the_writes_of_concurrent_recoveries(postgres_url, tmp_path):
     n = 60
     async with open_checkpointer(postgres_url) as store:
-        before = store.batches
+        before = store.writer.batches
         results = await arecover_many([_incident(i) for i in range(n)], max_concurrency=30, checkpointer=store,
                                       settings=Settings())
-        batches = store.batches - before
+        batches = store.writer.batches - before
     assert all(r.recovered for r in results) and [r.value["i"] for r in results] == list(range(n))
     assert batches < n * WRITES_PER_RECOVERY / 3  # many writes per round trip, measured in bench_scale
     on_sqlite = await arecover(_incident(0), checkpointer=str(tmp_path / "s.sqlite"), settings=Settings())
@@ -146,3 +146,61 @@ async def test_postgres_a_failing_write_fails_alone(postgres_url):
         stored = conn.execute("SELECT count(DISTINCT thread_id) FROM checkpoint_writes WHERE thread_id = ANY(%s)",
                               (threads,)).fetchone()[0]
     assert stored == len(threads)
+
+
+@pytest.mark.parametrize("bad, error", [("bad\x00", psycopg.DataError),  # refused here: psycopg cannot send NUL
+                                        (None, psycopg.IntegrityError)])  # refused by the server: NOT NULL
+async def test_postgres_a_batch_is_one_transaction(postgres_url, bad, error):
+    """Whichever side refuses a write, nothing of its batch stays behind, and the connection is fit for the next."""
+    table = f"kgot_scratch_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {table} (v text NOT NULL)")
+    try:
+        async with open_checkpointer(postgres_url) as store:
+            insert = f"INSERT INTO {table} VALUES (%s)"
+            with pytest.raises(error):
+                await store.writer.submit([(insert, [("first",)]), (insert, [(bad,)])])
+            await store.writer.submit([(insert, [("after",)])])
+        with psycopg.connect(postgres_url) as conn:
+            assert [r[0] for r in conn.execute(f"SELECT v FROM {table}")] == ["after"]
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f"DROP TABLE {table}")
+
+
+async def test_sqlite_long_listing_hands_the_loop_back(tmp_path, monkeypatch):
+    monkeypatch.setattr(SqliteStore, "PAGE", 10)
+    async with open_checkpointer(str(tmp_path / "long.sqlite")) as store:
+        await arecover_many([_incident(i) for i in range(20)], checkpointer=store, settings=Settings())
+        turns = 0
+
+        async def other_work() -> None:
+            nonlocal turns
+            while True:
+                await asyncio.sleep(0)
+                turns += 1
+
+        other = asyncio.create_task(other_work())
+        await asyncio.sleep(0)
+        listed = [t async for t in store.alist(None)]  # the consumer itself never waits
+        other.cancel()
+    assert len(listed) >= 100 and turns >= len(listed) // 10 - 1
+
+
+async def test_postgres_copies_of_a_store_share_its_writer(postgres_url):
+    """LangGraph copies a saver to give it another serializer: a write through either is committed on return."""
+    import copy
+
+    async with open_checkpointer(postgres_url) as store:
+        clone = copy.copy(store)
+
+        async def write_then_look(saver, thread: str) -> int:
+            config = {"configurable": {"thread_id": thread, "checkpoint_ns": "", "checkpoint_id": "1"}}
+            await saver.aput_writes(config, [("note", {"n": 1})], task_id="t")
+            async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+                cur = await conn.execute("SELECT count(*) FROM checkpoint_writes WHERE thread_id = %s", (thread,))
+                return (await cur.fetchone())[0]
+
+        threads = [f"copy-{uuid.uuid4().hex}" for _ in range(12)]
+        seen = await asyncio.gather(*(write_then_look(store if i % 2 else clone, t) for i, t in enumerate(threads)))
+    assert seen == [1] * len(threads)
