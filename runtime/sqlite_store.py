@@ -43,6 +43,11 @@ class SqliteStore(SqliteSaver):
     def __init__(self, conn: sqlite3.Connection, *, busy_timeout_s: float = 10.0) -> None:
         super().__init__(conn)
         self.busy_timeout_s = busy_timeout_s
+        file = conn.execute("PRAGMA database_list").fetchone()[2]
+        if not file:
+            raise ValueError("SqliteStore needs a database file (for :memory:, use LangGraph's InMemorySaver)")
+        self._uri = Path(file).as_uri() + "?mode=ro"
+        """Where listings read, through a read-only connection of their own."""
 
     async def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """`fn(*args, **kwargs)` on the loop, retried while the database is locked by another writer."""
@@ -69,15 +74,16 @@ class SqliteStore(SqliteSaver):
         # A listing may be long and is iterated across awaits. It reads through a connection of its own
         # (WAL: readers and the writer never wait for each other), so it holds no lock a write on this
         # loop needs, and hands the loop back every PAGE checkpoints.
-        path = self.conn.execute("PRAGMA database_list").fetchone()[2]
-        reader = SqliteSaver(sqlite3.connect(f"{Path(path).as_uri()}?mode=ro", uri=True, check_same_thread=False))
+        reader = SqliteSaver(sqlite3.connect(self._uri, uri=True, check_same_thread=False))
         reader.is_setup, reader._has_task_path = True, self._has_task_path  # the tables are there: nothing to create
+        listing = reader.list(config, filter=filter, before=before, limit=limit)
         try:
-            for n, item in enumerate(reader.list(config, filter=filter, before=before, limit=limit), 1):
+            for n, item in enumerate(listing, 1):
                 yield item
                 if n % self.PAGE == 0:
                     await asyncio.sleep(0)
         finally:
+            listing.close()
             reader.conn.close()
 
     async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
