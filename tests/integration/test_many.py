@@ -10,6 +10,22 @@ from kgot_errors import arecover_many, recover_many
 from kgot_errors.runtime.settings import Settings
 
 
+SLOW = {"error_type": "TimeoutError", "message": "t", "operation": "slow", "arguments": {}}
+"""An incident whose recovery re-runs the registered operation "slow"."""
+
+
+class _Slow:
+    """The operation "slow": takes 50 ms and counts its calls (a stopped batch must make no more)."""
+
+    def __init__(self) -> None:
+        self.started = 0
+
+    async def __call__(self, **_: object) -> dict:
+        self.started += 1
+        await asyncio.sleep(0.05)
+        return {"ok": True}
+
+
 def _incidents(n: int) -> list[dict]:
     return [{"error_type": "json.decoder.JSONDecodeError", "message": "m", "content": f"{{'i': {i}, 'ok': True,}}"}
             for i in range(n)]
@@ -90,15 +106,8 @@ async def test_a_stream_is_read_lazily_and_yields_as_recoveries_finish():
 async def test_stopping_a_stream_early_cancels_the_rest():
     from kgot_errors import arecover_iter
 
-    started = 0
-
-    async def slow(**_: object) -> dict:
-        nonlocal started
-        started += 1
-        await asyncio.sleep(0.05)
-        return {"ok": True}
-
-    batch = ({"error_type": "TimeoutError", "message": "t", "operation": "slow", "arguments": {}} for _ in range(100))
+    slow = _Slow()
+    batch = (SLOW for _ in range(100))
     stream = arecover_iter(batch, max_concurrency=3, checkpointer=None, settings=Settings(), operations={"slow": slow})
     got = []
     async for item in stream:
@@ -107,7 +116,7 @@ async def test_stopping_a_stream_early_cancels_the_rest():
             break
     await stream.aclose()
     await asyncio.sleep(0.2)  # anything still running would go on starting operations
-    assert started < 12
+    assert slow.started < 12
     assert not [t for t in asyncio.all_tasks() if t.get_name() == "kgot-recover-workers"]
 
 
@@ -136,24 +145,18 @@ def test_recover_iter_is_the_sync_stream():
 
 
 async def test_a_failing_on_result_stops_the_batch_at_once():
-    started = 0
-
-    async def slow(**_: object) -> dict:
-        nonlocal started
-        started += 1
-        await asyncio.sleep(0.05)
-        return {"ok": True}
+    slow = _Slow()
 
     def boom(index: int, result: object) -> None:
         raise RuntimeError("consumer failed")
 
-    batch = [{"error_type": "TimeoutError", "message": "t", "operation": "slow", "arguments": {}}] * 50
+    batch = [SLOW] * 50
     with pytest.raises(RuntimeError, match="consumer failed"):
         await arecover_many(batch, max_concurrency=4, checkpointer=None, settings=Settings(), operations={"slow": slow},
                             on_result=boom)
-    so_far = started
+    so_far = slow.started
     await asyncio.sleep(0.2)
-    assert started == so_far < 12  # nothing went on running behind the error
+    assert slow.started == so_far < 12  # nothing went on running behind the error
 
 
 def test_recover_iter_called_from_inside_a_recovery():
