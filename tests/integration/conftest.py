@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -104,3 +105,35 @@ def flaky_server() -> Iterator[FlakyServer]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(5)
+
+
+class Divide:
+    """A failing operation ("divide") recording every call it gets."""
+
+    __name__ = "divide"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, object]] = []
+
+    def __call__(self, a: float, b: float) -> float:
+        self.calls.append((a, b))
+        return a / b
+
+
+@pytest.fixture
+def divide() -> Divide:
+    return Divide()
+
+
+@pytest.fixture(scope="module")
+def bwrap_sandbox():
+    """The bwrap sandbox; with KGOT_REQUIRE_SERVICES=1 (CI) its absence fails instead of skipping."""
+    from kgot_errors.errors import SandboxUnavailable
+    from kgot_errors.sandbox import get_sandbox
+
+    try:
+        return get_sandbox("bwrap", timeout=20)
+    except SandboxUnavailable as exc:
+        if os.environ.get("KGOT_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"bwrap sandbox required here: {exc}")
+        pytest.skip(f"bwrap sandbox unavailable: {exc}")

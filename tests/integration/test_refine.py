@@ -4,7 +4,6 @@ re-running the operation, the sandbox or the JSON validators, stopped early when
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import pytest
@@ -45,19 +44,6 @@ def counted(result: RecoveryResult, server) -> None:
     assert result.llm_calls == len(server.requests)
 
 
-class Divide:
-    """The failing operation, recording every call it gets."""
-
-    __name__ = "divide"
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[object, object]] = []
-
-    def __call__(self, a: float, b: float) -> float:
-        self.calls.append((a, b))
-        return a / b
-
-
 def division_incident() -> dict:
     return {"error_type": "ZeroDivisionError", "error_mro": ["ZeroDivisionError", "ArithmeticError", "Exception"],
             "message": "division by zero", "operation": "divide", "arguments": {"a": 1, "b": 0},
@@ -65,8 +51,7 @@ def division_incident() -> dict:
                          "ZeroDivisionError: division by zero\n"}
 
 
-def test_rejected_arguments_are_revised_from_the_error_and_proven_by_calling_the_operation_again():
-    divide = Divide()
+def test_rejected_arguments_are_revised_from_the_error_and_proven_by_calling_the_operation_again(divide):
     with loopback_openai(by_layer(refine=[answer('{"a": 1, "b": 2}')])) as server:
         result = recover(division_incident(), model=loopback_model(server), operations={"divide": divide},
                          checkpointer=None, settings=settings())
@@ -83,8 +68,7 @@ def test_rejected_arguments_are_revised_from_the_error_and_proven_by_calling_the
     counted(result, server)
 
 
-def test_each_iteration_sees_the_previous_revision_and_why_it_failed():
-    divide = Divide()
+def test_each_iteration_sees_the_previous_revision_and_why_it_failed(divide):
     script = by_layer(refine=[answer('{"x": 1}'), answer('{"a": 1, "b": "two"}'), answer('{"a": 1, "b": 4}')])
     with loopback_openai(script) as server:
         result = recover(division_incident(), model=loopback_model(server), operations={"divide": divide},
@@ -102,8 +86,7 @@ def test_each_iteration_sees_the_previous_revision_and_why_it_failed():
     counted(result, server)
 
 
-def test_a_revision_that_repeats_the_original_stops_refine_without_calling_the_operation():
-    divide = Divide()
+def test_a_revision_that_repeats_the_original_stops_refine_without_calling_the_operation(divide):
     with loopback_openai(by_layer(refine=[answer('{"b": 0, "a": 1}')] * 3)) as server:
         result = recover(division_incident(), model=loopback_model(server), operations={"divide": divide},
                          checkpointer=None, settings=settings(max_llm_calls=1))
@@ -139,8 +122,7 @@ def test_json_refine_that_repeats_llm_fix_makes_no_progress():
     counted(result, server)
 
 
-def test_a_transient_failure_in_refine_is_retried_without_a_second_record():
-    divide = Divide()
+def test_a_transient_failure_in_refine_is_retried_without_a_second_record(divide):
     sleep = RecordingSleep()
     script = by_layer(refine=[error(503), answer('{"a": 3, "b": 1}')])
     with loopback_openai(script) as server:
@@ -162,18 +144,6 @@ def test_code_that_crashed_is_not_refined_without_a_sandbox():
     [skipped] = refines(result)
     assert skipped.verdict == "skipped" and skipped.reason.startswith("no sandbox backend")
     assert server.requests == []
-
-
-@pytest.fixture(scope="module")
-def bwrap_sandbox():
-    from kgot_errors.sandbox import get_sandbox
-
-    try:
-        return get_sandbox("bwrap", timeout=20)
-    except SandboxUnavailable as exc:
-        if os.environ.get("KGOT_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"bwrap sandbox required here: {exc}")
-        pytest.skip(f"bwrap sandbox unavailable: {exc}")
 
 
 CRASHING = "values = [3, 4]\nprint(sum(values) / len(valuez))\n"

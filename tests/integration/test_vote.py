@@ -3,13 +3,11 @@ ties and low consensus escalated, the winner validated, calls and tokens summed 
 
 from __future__ import annotations
 
-import os
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
 from kgot_errors import recover
-from kgot_errors.errors import SandboxUnavailable
 from kgot_errors.graph.builder import build_graph
 from kgot_errors.runtime.context import RecoveryContext
 from kgot_errors.runtime.settings import LlmSettings, RecoverySettings, Settings, SyntaxSettings
@@ -146,19 +144,7 @@ def test_a_budget_too_small_for_two_samples_skips_the_vote():
     assert sent(server) == []
 
 
-class Divide:
-    __name__ = "divide"
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[object, object]] = []
-
-    def __call__(self, a: float, b: float) -> float:
-        self.calls.append((a, b))
-        return a / b
-
-
-def test_voted_arguments_are_proven_by_one_call_of_the_operation_with_the_winner():
-    divide = Divide()
+def test_voted_arguments_are_proven_by_one_call_of_the_operation_with_the_winner(divide):
     incident = {"error_type": "ZeroDivisionError", "message": "division by zero", "operation": "divide",
                 "arguments": {"a": 1, "b": 0}}
     script = by_layer(refine=[answer('{"a": 1, "b": 0}')],
@@ -170,18 +156,6 @@ def test_voted_arguments_are_proven_by_one_call_of_the_operation_with_the_winner
     assert (vote.verdict, vote.validator, result.value) == ("recovered", "operation re-run", 0.5)
     assert divide.calls == [(1, 2)]  # samples are never run; only the winner is called, once
     counted(result, server)
-
-
-@pytest.fixture(scope="module")
-def bwrap_sandbox():
-    from kgot_errors.sandbox import get_sandbox
-
-    try:
-        return get_sandbox("bwrap", timeout=20)
-    except SandboxUnavailable as exc:
-        if os.environ.get("KGOT_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"bwrap sandbox required here: {exc}")
-        pytest.skip(f"bwrap sandbox unavailable: {exc}")
 
 
 def test_code_answers_are_counted_by_what_they_print_in_the_sandbox(bwrap_sandbox):
