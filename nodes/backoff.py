@@ -9,7 +9,7 @@ from langgraph.runtime import Runtime
 from kgot_errors.nodes._base import attempt, skip, tries
 from kgot_errors.runtime.breaker import CircuitBreaker
 from kgot_errors.runtime.context import RecoveryContext, context_of
-from kgot_errors.runtime.operations import BackoffPolicy, Failure, argument_error, call_operation, json_value
+from kgot_errors.runtime.operations import BackoffPolicy, Failure, argument_error, json_value, run_operation
 from kgot_errors.state import CandidateRecord, ErrorKind, Layer, RecoveryState, RecoveryUpdate, Verdict
 
 __all__ = ["backoff"]
@@ -88,7 +88,7 @@ async def backoff(state: RecoveryState, runtime: Runtime[RecoveryContext]) -> Re
     failure: Failure | None = None
     failed: bool | None = None  # None until the call has an outcome (a cancelled call proves nothing)
     try:
-        value = await call_operation(operation, **arguments)
+        value = await run_operation(operation, (), arguments, timeout=policy.call_timeout, name=name)
         failed = False
     except Exception as exc:  # noqa: BLE001 - the operation's failure is data; only transient ones are retried
         failure = Failure.of(exc)

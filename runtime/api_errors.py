@@ -30,7 +30,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.stop import stop_base
 
 from kgot_errors.runtime.breaker import BreakerStore, CircuitBreaker, CircuitOpenError, default_store
-from kgot_errors.runtime.operations import BackoffPolicy, Failure, call_operation
+from kgot_errors.runtime.operations import BackoffPolicy, Failure, run_operation
 from kgot_errors.runtime.settings import ApiSettings
 
 __all__ = ["APIErrorManager", "with_api_retry"]
@@ -133,7 +133,7 @@ class APIErrorManager:
         self._counts["calls"] += 1
         failed: bool | None = None
         try:
-            value = await call_operation(operation, *args, **kwargs)
+            value = await run_operation(operation, args, kwargs, timeout=self.policy.call_timeout, name=run.name)
             failed = False
         except Exception as exc:
             run.exc, run.failure = exc, Failure.of(exc)

@@ -6,16 +6,21 @@ the same transient/permanent split (nodes/classify.py), the same circuit breaker
 
 Calling convention: an incident's `arguments` is a JSON object and the operation is called
 as `operation(**arguments)` (no positional arguments; an operation that wants them takes a
-keyword). Sync callables run in a worker thread so a blocking call never stalls the event
-loop; async callables (and callables returning an awaitable) are awaited.
+keyword). Sync callables run in a thread of their own so a blocking call never stalls the event
+loop; async callables (and callables returning an awaitable) are awaited. `run_operation` bounds
+a call by a deadline: past it the call is an `OperationTimeout` (transient, so retried like any
+timeout). A sync call still running then cannot be stopped (Python cannot kill a thread): its
+daemon thread is left to finish on its own, its result discarded, and it never delays exit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import json
 import random
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -23,6 +28,7 @@ from typing import Any, NamedTuple
 from tenacity import RetryCallState
 from tenacity.wait import wait_base, wait_exponential, wait_fixed
 
+from kgot_errors.errors import KgotError
 from kgot_errors.runtime.breaker import BreakerStore, CircuitBreaker, default_store
 from kgot_errors.runtime.settings import ApiSettings
 from kgot_errors.state import ErrorKind, Incident
@@ -30,11 +36,13 @@ from kgot_errors.state import ErrorKind, Incident
 __all__ = [
     "BackoffPolicy",
     "Failure",
+    "OperationTimeout",
     "Wait",
     "argument_error",
     "call_operation",
     "json_value",
     "registry",
+    "run_operation",
     "wait_uniform",
 ]
 
@@ -74,15 +82,70 @@ def argument_error(operation: Callable[..., Any], arguments: Mapping[str, Any]) 
     return None
 
 
+class OperationTimeout(KgotError, TimeoutError):
+    """A call of an operation did not return within its deadline (a TimeoutError: transient)."""
+
+    def __init__(self, name: str, seconds: float) -> None:
+        super().__init__(f"operation {name!r} did not return within {seconds:g} s "
+                         "(api_error_management.operation_timeout_seconds)")
+        self.name = name
+        self.seconds = seconds
+
+
 async def call_operation(operation: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-    """Call once: async callables awaited, sync ones in a worker thread, awaitable results awaited."""
-    if inspect.iscoroutinefunction(operation):
-        result = await operation(*args, **kwargs)
-    else:
-        result = await asyncio.to_thread(operation, *args, **kwargs)
-    while inspect.isawaitable(result):
-        result = await result
-    return result
+    """Call once, with no deadline: async callables awaited, sync ones in a thread, awaitable results awaited."""
+    return await run_operation(operation, args, kwargs)
+
+
+async def run_operation(operation: Callable[..., Any], args: tuple[Any, ...] = (),
+                        kwargs: Mapping[str, Any] | None = None, *, timeout: float | None = None,
+                        name: str | None = None) -> Any:
+    """`operation(*args, **kwargs)` once, raising OperationTimeout if it has not returned after `timeout` s."""
+    kwargs = dict(kwargs or {})
+    deadline = asyncio.timeout(timeout)
+    try:
+        async with deadline:
+            if inspect.iscoroutinefunction(operation):
+                result = await operation(*args, **kwargs)
+            else:
+                result = await _in_thread(operation, args, kwargs)
+            while inspect.isawaitable(result):
+                result = await result
+            return result
+    except TimeoutError:
+        if not deadline.expired():
+            raise  # the operation's own timeout, not ours
+        assert timeout is not None
+        raise OperationTimeout(name or getattr(operation, "__name__", None) or repr(operation), timeout) from None
+
+
+def _in_thread(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> asyncio.Future[Any]:
+    """Run `fn` in a daemon thread of its own (not the loop's executor: a hung call must not hold one of its
+    few workers, nor keep the interpreter from exiting); the future settles when it returns."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()  # as asyncio.to_thread: tracing and callbacks see the caller's context
+
+    def settle(value: Any, exc: BaseException | None) -> None:
+        if future.done():  # abandoned at its deadline
+            return
+        if exc is None:
+            future.set_result(value)
+        else:
+            future.set_exception(exc)
+
+    def work() -> None:
+        try:
+            value, exc = context.run(fn, *args, **kwargs), None
+        except BaseException as error:  # noqa: BLE001 - handed to the awaiting caller
+            value, exc = None, error
+        try:
+            loop.call_soon_threadsafe(settle, value, exc)
+        except RuntimeError:
+            pass  # the loop is gone: nobody is waiting any more
+
+    threading.Thread(target=work, name=f"kgot-op-{getattr(fn, '__name__', 'call')}", daemon=True).start()
+    return future
 
 
 def json_value(value: Any) -> tuple[Any, str, str | None]:
@@ -198,6 +261,7 @@ class BackoffPolicy:
     default 6 attempts the five windows top out at 1, 2, 4, 8 and 16 s: at most 31 s in all,
     whatever `max_wait` says (60 s is only reached from the 7th call on). A server's
     Retry-After (seconds or HTTP-date) wins when longer, capped at `max_retry_after`.
+    Each call has `call_timeout` seconds to return (None: no deadline).
     """
 
     max_attempts: int = 6
@@ -209,13 +273,15 @@ class BackoffPolicy:
     breaker_enabled: bool = True
     breaker_threshold: int = 5
     breaker_reset_seconds: float = 30.0
+    call_timeout: float | None = 60.0
 
     @classmethod
     def from_settings(cls, api: ApiSettings) -> BackoffPolicy:
         return cls(max_attempts=api.max_retries, min_wait=api.min_wait_seconds, max_wait=api.max_wait_seconds,
                    exponential=api.exponential_backoff_enabled, max_retry_after=api.max_retry_after_seconds,
                    breaker_enabled=api.circuit_breaker_enabled, breaker_threshold=api.circuit_breaker_threshold,
-                   breaker_reset_seconds=api.circuit_breaker_reset_seconds)
+                   breaker_reset_seconds=api.circuit_breaker_reset_seconds,
+                   call_timeout=api.operation_timeout_seconds)
 
     def ceiling(self) -> wait_base:
         """tenacity's strategy for the top of the jitter window (exponential, or flat at max_wait)."""

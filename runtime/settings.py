@@ -66,6 +66,8 @@ class ApiSettings(_Group):
     circuit_breaker_enabled: bool = True
     circuit_breaker_threshold: int = Field(5, ge=1)
     circuit_breaker_reset_seconds: float = Field(30.0, ge=0)
+    operation_timeout_seconds: float = Field(60.0, gt=0, description="one call of a registered operation; a call "
+                                             "still running then is a failed (transient) attempt")
 
     @model_validator(mode="after")
     def _waits_ordered(self) -> ApiSettings:
