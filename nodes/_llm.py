@@ -10,13 +10,16 @@ failed Attempt. Calls and tokens are counted per node run, retried runs included
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from langgraph.types import RetryPolicy
 
+from kgot_errors.errors import KgotError
 from kgot_errors.nodes._base import offload
 from kgot_errors.runtime.context import RecoveryContext
 from kgot_errors.runtime.operations import BackoffPolicy, Failure
@@ -28,6 +31,7 @@ __all__ = [
     "Answer",
     "Budget",
     "CallFailed",
+    "ModelTimeout",
     "ask",
     "budget",
     "check_code",
@@ -47,35 +51,79 @@ _FEEDBACK_CHARS = 4_000
 
 
 class Budget(NamedTuple):
-    """LLM calls and tokens this incident has used (summed from its attempts) against the settings' caps."""
+    """LLM calls, tokens and seconds this incident has used (summed from its attempts) against the settings' caps.
+
+    Seconds are the durations of the attempts that called the model (`llm.incident_timeout_seconds`);
+    each call also has `llm.timeout_seconds` in all, whatever the incident has left.
+    """
 
     calls_used: int
     tokens_used: int
     max_calls: int
     max_tokens: int
+    seconds_used: float = 0.0
+    max_seconds: float = math.inf
 
     @property
     def calls_left(self) -> int:
         return max(0, self.max_calls - self.calls_used)
 
     @property
+    def seconds_left(self) -> float:
+        return max(0.0, self.max_seconds - self.seconds_used)
+
+    @property
     def exhausted(self) -> bool:
-        return self.calls_left == 0 or self.tokens_used >= self.max_tokens
+        return self.calls_left == 0 or self.tokens_used >= self.max_tokens or self.seconds_left == 0
 
     @property
     def reason(self) -> str:
+        spent = f", {self.seconds_used:.1f}/{self.max_seconds:g} s" if self.seconds_left == 0 else ""
         return (f"LLM budget exhausted: {self.calls_used}/{self.max_calls} calls, "
-                f"{self.tokens_used}/{self.max_tokens} tokens used by this incident")
+                f"{self.tokens_used}/{self.max_tokens} tokens{spent} used by this incident")
 
-    def evidence(self) -> dict[str, int]:
-        return {"calls_used": self.calls_used, "max_calls": self.max_calls, "tokens_used": self.tokens_used,
-                "max_tokens": self.max_tokens}
+    def evidence(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"calls_used": self.calls_used, "max_calls": self.max_calls,
+                               "tokens_used": self.tokens_used, "max_tokens": self.max_tokens}
+        if math.isfinite(self.max_seconds):
+            out |= {"seconds_used": round(self.seconds_used, 3), "max_seconds": self.max_seconds}
+        return out
 
 
 def budget(state: RecoveryState, settings: Settings) -> Budget:
     attempts = state.get("attempts", ())
     return Budget(sum(a["llm_calls"] for a in attempts), sum(a["tokens"] for a in attempts),
-                  settings.llm.max_llm_calls, settings.llm.max_tokens)
+                  settings.llm.max_llm_calls, settings.llm.max_tokens,
+                  sum(a["duration_s"] for a in attempts if a["llm_calls"]), settings.llm.incident_timeout_seconds)
+
+
+class ModelTimeout(KgotError, TimeoutError):
+    """A model call did not finish within its deadline (a TimeoutError: transient)."""
+
+    def __init__(self, seconds: float, why: str) -> None:
+        super().__init__(f"the model did not answer within {seconds:.3g} s ({why})")
+        self.seconds = seconds
+
+
+def _deadline(ctx: RecoveryContext, allowance: Budget, started: float) -> tuple[float, str]:
+    """Seconds this call may take: the per-call deadline, or what is left of the incident's, if less."""
+    per_call = ctx.settings.llm.timeout_seconds
+    left = allowance.seconds_left - (ctx.clock() - started)
+    if left < per_call:
+        return max(0.0, left), "llm.incident_timeout_seconds"
+    return per_call, "llm.timeout_seconds"
+
+
+async def _invoke(runnable: Any, prompt: list[Any], seconds: float, why: str) -> Any:
+    """`runnable.ainvoke(prompt)`, ended at `seconds` in all (a client's timeout caps each read, not the call)."""
+    deadline = asyncio.timeout(seconds)
+    try:
+        async with deadline:
+            return await runnable.ainvoke(prompt)
+    except TimeoutError:
+        if not deadline.expired():
+            raise  # the client's own timeout
+        raise ModelTimeout(seconds, why) from None
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -216,9 +264,12 @@ async def ask(
     json_schema, then function calling, then json mode, then a plain call, moving on only
     when the server rejects the method (HTTP 400/422) and the budget allows another call.
     Raises the provider's exception when it is transient and the node's RetryPolicy has a
-    run left (after waiting); returns CallFailed for anything else.
+    run left (after waiting); returns CallFailed for anything else. Each call ends within
+    `llm.timeout_seconds` in all, or what is left of `llm.incident_timeout_seconds`
+    (ModelTimeout, as a failed call; never re-run by the RetryPolicy).
     """
     retries = _node_attempt(runtime) - 1
+    started = ctx.clock()
     calls = 0
     fallbacks: list[str] = []
 
@@ -233,12 +284,18 @@ async def ask(
         if not room():
             spent = Budget(allowance.calls_used + retries + calls, *allowance[1:])
             return CallFailed(spent.reason, calls + retries, 0, retries, fallbacks=tuple(fallbacks))
+        seconds, why = _deadline(ctx, allowance, started)
+        if seconds <= 0:
+            spent = Budget(*allowance[:4], allowance.max_seconds, allowance.max_seconds)
+            return CallFailed(spent.reason, calls + retries, 0, retries, fallbacks=tuple(fallbacks))
         calls += 1
         try:
-            out = await runnable.ainvoke(prompt)
+            out = await _invoke(runnable, prompt, seconds, why)
         except Exception as exc:  # noqa: BLE001 - the provider's client is foreign I/O: what it raises is classified
             failure = Failure.of(exc)
-            if failure.transient and retries + 1 < PROVIDER_ATTEMPTS and room():
+            # a call that used its whole deadline is not re-run at once: the layer's next try (recorded, its
+            # time counted against the incident's) is the retry
+            if failure.transient and not isinstance(exc, ModelTimeout) and retries + 1 < PROVIDER_ATTEMPTS and room():
                 policy = BackoffPolicy.from_settings(ctx.settings.api_error_management)
                 await ctx.sleep(policy.wait_after(retries + 1, failure.retry_after, ctx.rng).seconds)
                 raise

@@ -134,7 +134,9 @@ class LlmSettings(_Group):
     model: str | None = Field(None, description="provider:model for init_chat_model, e.g. openai:gpt-4o-mini")
     base_url: str | None = None
     api_key: str | None = Field(None, repr=False)
-    timeout_seconds: float = Field(60.0, gt=0)
+    timeout_seconds: float = Field(60.0, gt=0, description="one model call in all (connect, every read, "
+                                   "the whole answer), and each read of the client's own")
+    incident_timeout_seconds: float = Field(300.0, gt=0, description="per incident, all model calls together")
     max_llm_calls: int = Field(12, ge=0, description="per incident, all layers together")
     max_tokens: int = Field(50_000, ge=0, description="per incident, all layers together")
     max_prompt_chars: int = Field(24_000, ge=1000, description="failing output is cut to this")

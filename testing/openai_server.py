@@ -38,6 +38,7 @@ __all__ = [
     "loopback_model",
     "loopback_openai",
     "slow",
+    "trickle",
 ]
 
 DEFAULT_USAGE = (10, 5)
@@ -86,12 +87,17 @@ class Request:
 
 @dataclass(frozen=True)
 class Reply:
-    """One scripted HTTP answer. `body` is JSON data or raw bytes; `delay` seconds pass before it is sent."""
+    """One scripted HTTP answer. `body` is JSON data or raw bytes; `delay` seconds pass before it is sent.
+
+    With `trickle`, the body goes out one byte every `trickle` seconds (the headers at once): each
+    read arrives well inside a client's read timeout while the whole answer takes far longer.
+    """
 
     status: int = 200
     body: Any = None
     headers: Mapping[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    trickle: float = 0.0
 
     def encoded(self) -> bytes:
         if isinstance(self.body, bytes | bytearray):
@@ -162,6 +168,13 @@ def slow(seconds: float, reply: Reply | str) -> Reply:
     """`reply`, sent only after `seconds` (to outlast a client's timeout)."""
     base = chat(reply) if isinstance(reply, str) else reply
     return replace(base, delay=seconds)
+
+
+def trickle(seconds_per_byte: float, reply: Reply | str) -> Reply:
+    """`reply`, its body sent one byte every `seconds_per_byte` (to outlast a deadline on the whole call
+    while never tripping a per-read timeout)."""
+    base = chat(reply) if isinstance(reply, str) else reply
+    return replace(base, trickle=seconds_per_byte)
 
 
 def layer_of(request: Request) -> str | None:
@@ -282,7 +295,15 @@ def _handler(server: LoopbackOpenAI) -> type[BaseHTTPRequestHandler]:
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(payload)
+                if reply.trickle <= 0:
+                    self.wfile.write(payload)
+                    return
+                self.wfile.flush()
+                for i in range(len(payload)):
+                    if server._stopping.wait(reply.trickle):
+                        return
+                    self.wfile.write(payload[i:i + 1])
+                    self.wfile.flush()
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (its timeout): nothing to answer
 
