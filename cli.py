@@ -4,11 +4,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-EXIT_RECOVERED, EXIT_NOT_RECOVERED, EXIT_USAGE = 0, 1, 2
+EXIT_RECOVERED, EXIT_NOT_RECOVERED, EXIT_USAGE, EXIT_STORE, EXIT_INTERNAL = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED, EXIT_PIPE = 130, 141
+
+EXIT_CODES = """\
+exit codes:
+  0    recovered (other commands: done)
+  1    not recovered (a batch: at least one incident; doctor: a check failed)
+  2    usage error: a bad argument or value, unreadable input, an invalid schema or incident,
+       an unknown thread
+  3    configuration or store error: bad settings or KGOT_* variable, a checkpoint store that
+       does not exist or cannot be opened, an operation that is not registered, no sandbox
+  4    internal error (a bug): one line here, the traceback in the file it names
+  130  interrupted (Ctrl-C); 141: the output pipe was closed
+  `run` exits with the program's own exit code (124: killed at the timeout)."""
 
 _DESCRIPTION = """\
 Contain and recover the errors of LLM agents: broken JSON, failing code, flaky APIs.
@@ -18,32 +35,139 @@ examples:
   kgot-errors repair examples/broken_output.txt           repair a file, print the JSON
   echo '{"a": 1,}' | kgot-errors repair -                  repair stdin
   kgot-errors repair out.txt --schema schema.json --json   fit a JSON Schema, print the full result
+  kgot-errors repair out.json --inline --indent 2          repair the file in place
   kgot-errors repair a.txt b.txt c.txt                     many files at once: one JSON result per line
   kgot-errors repair --jsonl incidents.jsonl               one incident (JSON object) per line
-  kgot-errors history THREAD_ID                            what each layer tried
-  kgot-errors resume THREAD_ID                             continue an unfinished recovery
+  kgot-errors list --outcome not_recovered --since 1d      recent threads that were not recovered
+  kgot-errors history THREAD_ID                            what each layer tried, and when
+  kgot-errors resume THREAD_ID --operations app.ops:OPS    continue an unfinished recovery
   kgot-errors pending                                      threads waiting for a person's fix
   kgot-errors resume THREAD_ID --value fix.json            supply that fix (validated before it counts)
+  kgot-errors prune --older-than 30d --keep-failed --vacuum   retention
+  kgot-errors stats | doctor | metrics | run FILE.py       statistics, checks, Prometheus, the sandbox
 
 settings: --settings FILE (JSON/TOML in the original shape) or KGOT_* environment variables;
 checkpoints go to a SQLite file under $KGOT_DATA_DIR (default ~/.local/share/kgot-errors)
 unless --checkpoint names another SQLite file, a postgresql:// URL or "memory".
-"""
+
+""" + EXIT_CODES
+
+OPERATIONS_ENV = "KGOT_SERVER_OPERATIONS"
+"""The operations setting the server reads; `--operations` defaults to it."""
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # usage errors exit 2 with a hint, as documented
+    def error(self, message: str) -> None:  # usage errors exit 2 with this (sub)command's usage and a hint
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n(see {self.prog} --help)\n")
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", metavar="TARGET",
-                   help="checkpoint store: SQLite file, postgresql:// URL, or 'memory' (default: the settings' store)")
-    p.add_argument("--no-checkpoint", action="store_true", help="do not record the recovery (no thread id)")
-    p.add_argument("--settings", metavar="FILE", help="settings file (JSON or TOML)")
-    p.add_argument("--profile", choices=["default", "production"], help="settings profile")
-    p.add_argument("--json", action="store_true", help="print the whole RecoveryResult as JSON on stdout")
+# --- argument types: a bad value is a usage error (exit 2) naming what is expected ----------------------------
+
+def seconds(text: str) -> float:
+    """A positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
+    return value
+
+
+MIN_MEMORY = 16 << 20
+"""Below this Python cannot start in the sandbox (the settings' memory_limit has the same floor)."""
+
+
+def memory(text: str) -> str:
+    """A docker-style size (256m, 1g, a byte count) of at least 16m."""
+    from kgot_errors.sandbox import parse_size
+
+    try:
+        size = parse_size(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a memory size: {text!r} (use e.g. 256m or 1g)") from None
+    if size < MIN_MEMORY:
+        raise argparse.ArgumentTypeError(f"{text!r} is below 16m, too little for Python to start")
+    return text
+
+
+def cpus(text: str) -> float:
+    """A positive CPU share (0.5 = half a core)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a CPU share: {text!r} (use e.g. 0.5 or 2)") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive CPU share (e.g. 0.5), not {text!r}")
+    return value
+
+
+def available_cpus() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def capped_cpus(value: float) -> float:
+    """`value`, or this machine's core count with a note on stderr when it asks for more."""
+    cores = available_cpus()
+    if value > cores:
+        print(f"kgot-errors: --cpus {value:g} is more than this machine's {cores} core(s); capped at {cores}",
+              file=sys.stderr)
+        return float(cores)
+    return value
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def duration(text: str) -> float:
+    """Seconds from 90s / 15m / 12h / 30d / 2w (or a plain number of seconds)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    body, unit = (text[:-1], text[-1].lower()) if text[-1:].lower() in units else (text, "s")
+    try:
+        value = float(body) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 90s, 15m, 12h, 30d, 2w)") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r}")
+    return value
+
+
+# --- options, each only on the commands where it means something -----------------------------------------------
+
+def options(p: argparse.ArgumentParser, *, settings: bool = True, store: bool = False, record: bool = False,
+            as_json: bool = False, operations: bool = False) -> None:
+    """Add the shared options a command uses: settings, the store, recording, JSON output, operations."""
+    if settings:
+        p.add_argument("--settings", metavar="FILE", help="settings file (JSON or TOML)")
+        p.add_argument("--profile", choices=["default", "production"], help="settings profile")
+    if store:
+        p.add_argument("--checkpoint", metavar="TARGET",
+                       help="checkpoint store: SQLite file, postgresql:// URL, or 'memory' (default: the settings' "
+                            "store)")
+    if record:
+        p.add_argument("--no-checkpoint", action="store_true", help="do not record the recovery (no thread id)")
+    if as_json:
+        p.add_argument("--json", action="store_true", help="print the whole result as JSON on stdout")
+    if operations:
+        p.add_argument("--operations", metavar="MODULE:NAME", default=os.environ.get(OPERATIONS_ENV),
+                       help="a mapping {name: callable} of operations backoff and refine may re-run, e.g. "
+                            f"app.ops:OPERATIONS (default: ${OPERATIONS_ENV}, the setting the server uses)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,50 +178,72 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser(
         "repair", help="repair broken JSON (or Python) and print it",
         description="Repair broken LLM output through the recovery layers. Prints the repaired value on "
-                    "stdout and a one-line verdict on stderr. Exit 0: recovered; 1: not recovered; 2: usage error.",
+                    "stdout (or to -o FILE, or back into the file with --inline) and a one-line verdict on "
+                    "stderr. Input over the settings' max_content_chars is refused before it is parsed.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  kgot-errors repair examples/broken_output.txt --schema examples/review.schema.json")
+        epilog="examples:\n  kgot-errors repair examples/broken_output.txt --schema examples/review.schema.json\n"
+               "  kgot-errors repair --jsonl incidents.jsonl -o results.jsonl --progress\n\n" + EXIT_CODES)
     rp.add_argument("files", nargs="*", default=["-"], metavar="FILE",
                     help="file(s) holding broken output, or - for stdin (default); several files print one "
                          "JSON result per line, in order")
     rp.add_argument("--jsonl", action="store_true",
                     help="each input line is an incident: a JSON object with Incident fields (error_type, message, "
-                         "content, output_schema, ...); prints one JSON result per line, in input order, each as "
-                         "soon as the ones before it are done")
-    rp.add_argument("--concurrency", type=int, default=10, metavar="N",
+                         "content, output_schema, ...); other fields (an id) are copied to its output line. "
+                         "--schema, --kind and --context apply to lines that do not say. Prints one JSON result "
+                         "per line, in input order, each as soon as the ones before it are done")
+    rp.add_argument("--concurrency", type=_count(1), default=10, metavar="N",
                     help="incidents recovered at once with several inputs (default 10)")
     rp.add_argument("--schema", metavar="FILE", help="JSON Schema file the repaired value must fit")
     rp.add_argument("--kind", choices=["json", "python"], help="content kind (default: guessed; .py files are python)")
     rp.add_argument("--context", default="", help="what the output was for (helps the LLM layers)")
-    _common(rp)
+    out = rp.add_argument_group("output")
+    out.add_argument("-o", "--output", metavar="FILE", help="write the output to FILE instead of stdout")
+    out.add_argument("--inline", action="store_true",
+                     help="write each recovered value back into its input file (a file not recovered is left as "
+                          "it was)")
+    out.add_argument("--indent", type=_count(0), metavar="N",
+                     help="indent the repaired JSON by N spaces (default: one line)")
+    out.add_argument("--progress", action="store_true",
+                     help="with several inputs, a progress line on stderr every second even when it is not a "
+                          "terminal (without it: every 10 s once a batch has run that long)")
+    options(rp, store=True, record=True, as_json=True, operations=True)
+    rp.set_defaults(handler=_cmd_repair)
 
-    hp = sub.add_parser("history", help="list a recovery thread's attempts",
-                        description="Show what each layer tried for a recovery thread, in order.")
+    hp = sub.add_parser("history", help="list a recovery thread's attempts, with when they were recorded",
+                        description="Show what each layer tried for a recovery thread, in order, with the time "
+                                    "each attempt was recorded.", epilog=EXIT_CODES,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     hp.add_argument("thread", help="thread id (printed by repair)")
-    _common(hp)
+    options(hp, store=True, as_json=True)
+    hp.set_defaults(handler=_cmd_history)
 
     sp = sub.add_parser("resume", help="continue an unfinished recovery thread",
                         description="Continue a checkpointed recovery from its last finished step. "
-                                    "A finished thread just prints its result.")
+                                    "A finished thread just prints its result. A thread that re-runs an operation "
+                                    "needs it registered: --operations MODULE:NAME.", epilog=EXIT_CODES,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     sp.add_argument("thread", help="thread id")
     answer = sp.add_mutually_exclusive_group()
     answer.add_argument("--value", metavar="FILE",
                         help="for a thread paused for a person: the fix (JSON, or raw text/code), or - for stdin; "
                              "it is validated like any candidate, and a rejected fix leaves the thread paused")
     answer.add_argument("--give-up", action="store_true", help="for a paused thread: end it not recovered")
-    _common(sp)
+    options(sp, store=True, as_json=True, operations=True)
+    sp.set_defaults(handler=_cmd_resume)
 
     pp = sub.add_parser("pending", help="list threads paused for a person's fix",
                         description="List recovery threads paused for a person (settings: "
                                     "error_recovery.escalate_to_human / KGOT_ESCALATE_TO_HUMAN=true).")
-    _common(pp)
+    options(pp, store=True, as_json=True)
+    pp.set_defaults(handler=_cmd_pending)
     _register_plugins(sub)
     return parser
 
 
 PLUGINS = ("kgot_errors.sandbox._cli", "kgot_errors.observability._cli", "kgot_errors.integration._cli")
-"""Modules that add subcommands: each has `register(subparsers, common)`, which adds parsers with
-`set_defaults(handler=fn)` where `fn(args) -> exit code`. They must import nothing heavy at the top."""
+"""Modules that add subcommands: each has `register(subparsers, options)`, which adds parsers with
+`set_defaults(handler=fn)` where `fn(args) -> exit code`, and calls `options(parser, ...)` for the shared
+options that parser uses. They must import nothing heavy at the top."""
 
 
 def _register_plugins(sub: Any) -> None:
@@ -110,7 +256,7 @@ def _register_plugins(sub: Any) -> None:
             if exc.name is not None and name.startswith(exc.name):
                 continue  # that part is not installed
             raise
-        module.register(sub, _common)
+        module.register(sub, options)
 
 
 def _version() -> str:
@@ -119,42 +265,75 @@ def _version() -> str:
     return __version__
 
 
-def _settings(args: argparse.Namespace) -> Any:
+def settings_of(args: argparse.Namespace) -> Any:
+    """The settings a command runs with: --settings/--profile over KGOT_* over the defaults."""
     from kgot_errors.runtime.settings import load_settings
 
-    return load_settings(args.settings, profile=args.profile)
+    return load_settings(getattr(args, "settings", None), profile=getattr(args, "profile", None))
 
 
-def _store(args: argparse.Namespace) -> Any:
-    from kgot_errors.graph.recover import DEFAULT
-
-    if args.no_checkpoint:
+def store_of(args: argparse.Namespace, settings: Any) -> Any:
+    """The checkpoint target: --checkpoint, else the settings' store; None with --no-checkpoint."""
+    if getattr(args, "no_checkpoint", False):
         return None
-    return args.checkpoint or DEFAULT
+    return getattr(args, "checkpoint", None) or settings.checkpoint_target()
 
 
-def _read_input(name: str) -> bytes:
-    if name == "-":
-        return sys.stdin.buffer.read()
-    return Path(name).read_bytes()
+def _operations(args: argparse.Namespace) -> dict[str, Any]:
+    spec = getattr(args, "operations", None)
+    if not spec:
+        return {}
+    from kgot_errors.integration.server import load_operations
 
-
-def _load_schema(name: str | None) -> Any:
-    if name is None:
-        return None
-    text = Path(name).read_text(encoding="utf-8")
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise _Usage(f"schema file {name} is not JSON: {exc}") from None
+    return dict(load_operations(spec, setting=f"--operations / {OPERATIONS_ENV}"))
 
 
 class _Usage(Exception):
     pass
 
 
+def _read_input(name: str, limit: int | None = None) -> bytes | int:
+    """The bytes of `name` (- for stdin), or, when it holds more than `limit` characters, its size in bytes."""
+    try:
+        if name == "-":
+            return _read_limited(sys.stdin.buffer, limit)
+        path = Path(name)
+        if limit is not None and path.is_file() and path.stat().st_size > 4 * limit:
+            return path.stat().st_size  # more bytes than even 4-byte characters could fit in the limit: not read
+        with path.open("rb") as stream:
+            return _read_limited(stream, limit)
+    except OSError as exc:
+        raise _Usage(f"{exc.filename or name}: {exc.strerror or exc}") from None
+
+
+def _read_limited(stream: Any, limit: int | None) -> bytes | int:
+    if limit is None:
+        return stream.read()
+    raw = stream.read(4 * limit + 1)
+    if len(raw) > 4 * limit:
+        return len(raw) + sum(len(chunk) for chunk in iter(lambda: stream.read(1 << 20), b""))  # counted, not kept
+    if len(raw) > limit and len(raw.decode("utf-8", errors="replace")) > limit:
+        return len(raw)
+    return raw
+
+
+def _load_schema(name: str | None) -> Any:
+    if name is None:
+        return None
+    try:
+        text = Path(name).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise _Usage(f"{exc.filename or name}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise _Usage(f"schema file {name} is not UTF-8 text: {exc}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise _Usage(f"schema file {name} is not JSON: {exc}") from None
+
+
 def _incident_for(raw: bytes, kind: str | None, schema: Any, context: str) -> dict[str, Any]:
-    """An incident describing why this content failed: the parser's own error."""
+    """An incident describing why this content failed: the parser's own error (content within the size limit)."""
     text = raw.decode("utf-8", errors="replace")
     if kind == "python":
         import ast
@@ -164,8 +343,8 @@ def _incident_for(raw: bytes, kind: str | None, schema: Any, context: str) -> di
             error_type, message = "SyntaxError", "code given for repair"
         except SyntaxError as exc:
             error_type, message = "SyntaxError", f"{exc.msg} (line {exc.lineno})"
-        except ValueError as exc:
-            error_type, message = "SyntaxError", str(exc)
+        except (ValueError, RecursionError, MemoryError) as exc:
+            error_type, message = "SyntaxError", str(exc) or type(exc).__name__
     else:
         try:
             json.loads(text)
@@ -177,71 +356,216 @@ def _incident_for(raw: bytes, kind: str | None, schema: Any, context: str) -> di
             "output_schema": schema, "context": context}
 
 
-def _print_result(result: Any, as_json: bool) -> int:
-    if as_json:
-        print(json.dumps(result.to_data(), ensure_ascii=False, indent=2))
-    elif result.recovered:
-        value = result.value
-        print(value if isinstance(value, str) and result.text == value else json.dumps(value, ensure_ascii=False))
+def _refused(size: int, limit: int) -> Any:
+    """The result for input over the size limit: not recovered, nothing parsed, nothing stored."""
+    from kgot_errors.state import ErrorKind, RecoveryResult
+
+    return RecoveryResult(
+        recovered=False, kind=ErrorKind.SYNTAX, outcome="not_recovered", attempts=[],
+        summary=f"not recovered (syntax): the input ({size:,} bytes) holds more than max_content_chars ({limit:,}) "
+                f"characters; it was neither parsed nor stored")
+
+
+def _kind_for(name: str, kind: str | None) -> str | None:
+    return kind or ("python" if name.endswith(".py") else None)
+
+
+# --- output -----------------------------------------------------------------------------------------------------
+
+def _value_text(result: Any, indent: int | None) -> str:
+    value = result.value
+    if isinstance(value, str) and result.text == value:
+        return value  # code or text: as it is
+    return json.dumps(value, ensure_ascii=False, indent=indent)
+
+
+def _write_file(path: Path, text: str) -> None:
+    """Replace `path` with `text` at once (a crash leaves the old file or the new one, never half of it)."""
+    temporary = path.with_name(f".{path.name}.kgot-errors.tmp")
+    try:
+        temporary.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise _Usage(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+class _Out:
+    """Where stdout output goes: stdout, or the -o file (opened once, on first write)."""
+
+    def __init__(self, name: str | None) -> None:
+        self.name = name
+        self.stream: Any = None
+
+    def write_line(self, text: str) -> None:
+        if self.stream is None:
+            if self.name is None or self.name == "-":
+                self.stream = sys.stdout
+            else:
+                try:
+                    self.stream = open(self.name, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+                except OSError as exc:
+                    raise _Usage(f"cannot write {self.name}: {exc.strerror or exc}") from None
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.stream is not None and self.stream is not sys.stdout:
+            self.stream.close()
+
+
+def _verdict(result: Any, name: str | None = None) -> None:
     thread = f" [thread {result.thread_id}]" if result.thread_id else ""
-    print(f"{result.summary}{thread}", file=sys.stderr)
+    where = f"{name}: " if name else ""
+    print(f"{where}{result.summary}{thread}", file=sys.stderr)
+
+
+def _memory_note(target: Any, result: Any) -> None:
+    if isinstance(target, str) and target in ("memory", ":memory:") and result.thread_id:
+        print(f"kgot-errors: note: the 'memory' store ends with this command; thread {result.thread_id} cannot be "
+              "read later (use a SQLite file or a postgresql:// URL for that)", file=sys.stderr)
+
+
+def _print_result(result: Any, args: argparse.Namespace, out: _Out | None = None) -> int:
+    out = out or _Out(getattr(args, "output", None))
+    indent = getattr(args, "indent", None)
+    try:
+        if getattr(args, "json", False):
+            out.write_line(json.dumps(result.to_data(), ensure_ascii=False, indent=2 if indent is None else indent))
+        elif result.recovered:
+            out.write_line(_value_text(result, indent))
+    finally:
+        out.close()
+    _verdict(result)
     return EXIT_RECOVERED if result.recovered else EXIT_NOT_RECOVERED
+
+
+# --- repair -----------------------------------------------------------------------------------------------------
+
+def _check_output_options(args: argparse.Namespace) -> None:
+    if args.inline:
+        if args.jsonl or "-" in args.files:
+            raise _Usage("--inline rewrites input files: it takes FILE arguments (not - or --jsonl)")
+        if args.output or args.json:
+            raise _Usage("--inline writes back into the input files: it does not combine with -o or --json")
+    if args.indent is not None and (args.jsonl or len(args.files) > 1) and not args.inline:
+        raise _Usage("--indent applies to one repaired value; batch output is one JSON result per line")
 
 
 def _cmd_repair(args: argparse.Namespace) -> int:
     from kgot_errors.graph.recover import recover
 
+    _check_output_options(args)
+    settings = settings_of(args)
     schema = _load_schema(args.schema)
+    operations = _operations(args)
     if args.jsonl or len(args.files) > 1:
-        return _repair_many(args, schema)
+        return _repair_many(args, schema, settings, operations)
     name = args.files[0]
-    kind = args.kind or ("python" if name.endswith(".py") else None)
-    incident = _incident_for(_read_input(name), kind, schema, args.context)
-    result = recover(incident, checkpointer=_store(args), settings=_settings(args))
-    return _print_result(result, args.json)
+    kind = _kind_for(name, args.kind)
+    limit = settings.syntax_error_management.max_content_chars
+    raw = _read_input(name, limit)
+    target = store_of(args, settings)
+    if isinstance(raw, int):
+        result = _refused(raw, limit)
+    else:
+        result = recover(_incident_for(raw, kind, schema, args.context), checkpointer=target, settings=settings,
+                         operations=operations)
+    _memory_note(target, result)
+    if args.inline:
+        if result.recovered:
+            _write_file(Path(name), _value_text(result, args.indent))
+        _verdict(result, name)
+        return EXIT_RECOVERED if result.recovered else EXIT_NOT_RECOVERED
+    return _print_result(result, args)
 
 
-def _jsonl_incidents(raw: bytes, name: str) -> list[Any]:
-    incidents: list[Any] = []
+def _incident_fields() -> frozenset[str]:
+    from kgot_errors.state import Incident
+
+    return frozenset(Incident.model_fields)
+
+
+def _jsonl_lines(name: str, defaults: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """(incident, passed-through fields) for each line: fields an Incident does not have travel to the output."""
+    raw = _read_input(name)
+    assert isinstance(raw, bytes)
+    known = _incident_fields()
     for number, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
         if not line.strip():
             continue
         try:
-            incidents.append(json.loads(line))
+            item = json.loads(line)
         except ValueError as exc:
             raise _Usage(f"{name}:{number}: not a JSON object: {exc}") from None
-    return incidents
+        if not isinstance(item, dict):
+            raise _Usage(f"{name}:{number}: not a JSON object but {type(item).__name__}")
+        incident = {k: v for k, v in item.items() if k in known}
+        for field, value in defaults.items():
+            if incident.get(field) is None and value is not None and value != "":
+                incident[field] = value
+        yield incident, {k: v for k, v in item.items() if k not in known}
 
 
-def _repair_many(args: argparse.Namespace, schema: Any) -> int:
+def _repair_many(args: argparse.Namespace, schema: Any, settings: Any, operations: dict[str, Any]) -> int:
     from kgot_errors.graph.recover import recover_iter
 
-    if args.concurrency < 1:
-        raise _Usage("--concurrency must be at least 1")
+    limit = settings.syntax_error_management.max_content_chars
+    incidents: list[Any] = []
+    extras: list[dict[str, Any]] = []
+    refused: dict[int, Any] = {}
     if args.jsonl:
-        incidents = [inc for name in args.files for inc in _jsonl_incidents(_read_input(name), name)]
+        defaults = {"output_schema": schema, "content_kind": args.kind, "context": args.context}
+        for name in args.files:
+            for incident, extra in _jsonl_lines(name, defaults):
+                incidents.append(incident)
+                extras.append(extra)
     else:
-        incidents = [_incident_for(_read_input(name), args.kind or ("python" if name.endswith(".py") else None),
-                                   schema, args.context) for name in args.files]
-    progress = _Progress(len(incidents))
-    output = _InOrder(progress)
-    for index, result in recover_iter(incidents, max_concurrency=args.concurrency, checkpointer=_store(args),
-                                      settings=_settings(args)):
-        output.add(index, result)
-        progress.update(index, result)
-    progress.close()
-    print(f"{progress.recovered}/{len(incidents)} recovered", file=sys.stderr)
-    return EXIT_RECOVERED if progress.recovered == len(incidents) else EXIT_NOT_RECOVERED
+        for index, name in enumerate(args.files):
+            kind = _kind_for(name, args.kind)
+            raw = _read_input(name, limit)
+            if isinstance(raw, int):
+                refused[index] = _refused(raw, limit)
+            incidents.append(None if isinstance(raw, int) else _incident_for(raw, kind, schema, args.context))
+            extras.append({})
+    total = len(incidents)
+    progress = _Progress(total, forced=args.progress)
+    out = _Out(args.output)
+    printer = _InOrder(progress, out, extras, files=args.files if args.inline else None, indent=args.indent)
+    try:
+        to_run = [(i, inc) for i, inc in enumerate(incidents) if i not in refused]
+        for index, result in refused.items():
+            printer.add(index, result)
+            progress.update(index, result)
+        stream = recover_iter((inc for _, inc in to_run), max_concurrency=args.concurrency,
+                              checkpointer=store_of(args, settings), settings=settings, operations=operations)
+        for position, result in stream:
+            index = to_run[position][0]
+            printer.add(index, result)
+            progress.update(index, result)
+    finally:
+        out.close()
+        progress.close()
+    print(f"{progress.recovered}/{total} recovered", file=sys.stderr)
+    return EXIT_RECOVERED if progress.recovered == total else EXIT_NOT_RECOVERED
 
 
 class _InOrder:
     """Prints each result (a JSON line) as soon as every result before it is out: input order, streamed.
 
     A long batch shows its output as it goes, and a batch stopped halfway keeps what it printed.
+    A line's passed-through fields (e.g. an `id`) come first, then the result's. With `files`
+    (--inline) each recovered value is written back into its file instead, and a verdict line
+    per file goes to stderr.
     """
 
-    def __init__(self, progress: _Progress) -> None:
+    def __init__(self, progress: _Progress, out: _Out | None = None, extras: list[dict[str, Any]] | None = None,
+                 *, files: list[str] | None = None, indent: int | None = None) -> None:
         self.progress = progress
+        self.out = out or _Out(None)
+        self.extras = extras
+        self.files = files
+        self.indent = indent
         self.next = 0
         self.held: dict[int, Any] = {}
 
@@ -249,22 +573,50 @@ class _InOrder:
         self.held[index] = result
         while self.next in self.held:
             self.progress.clear()
-            print(json.dumps(self.held.pop(self.next).to_data(), ensure_ascii=False), flush=True)
+            self._emit(self.next, self.held.pop(self.next))
             self.next += 1
+
+    def _emit(self, index: int, result: Any) -> None:
+        if self.files is not None:
+            if result.recovered:
+                _write_file(Path(self.files[index]), _value_text(result, self.indent))
+            _verdict(result, self.files[index])
+            return
+        extra = self.extras[index] if self.extras else {}
+        self.out.write_line(json.dumps({**extra, **result.to_data()}, ensure_ascii=False))
 
 
 class _Progress:
-    """A one-line counter on a terminal; silent when stderr is piped or redirected."""
+    """Progress of a batch on stderr: a live counter on a terminal; elsewhere a plain line now and then.
 
-    def __init__(self, total: int) -> None:
+    Not on a terminal (a log, CI), a line every LONG_S seconds once a batch has run that long;
+    with `forced` (--progress), a line every second and a last one at the end.
+    """
+
+    LONG_S = 10.0
+
+    def __init__(self, total: int, *, forced: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
         self.total, self.done, self.recovered = total, 0, 0
         self.live = sys.stderr.isatty() and total > 1
+        self.forced = forced
+        self.clock = clock
+        self.started = self.last = clock()
+        self.interval = 1.0 if forced else self.LONG_S
 
     def update(self, index: int, result: Any) -> None:
         self.done += 1
         self.recovered += bool(result.recovered)
         if self.live:
             print(f"\r{self.done}/{self.total} done, {self.recovered} recovered", end="", file=sys.stderr, flush=True)
+            return
+        now = self.clock()
+        if now - self.last >= self.interval and self.total > 1:
+            self.last = now
+            self._line(now)
+
+    def _line(self, now: float) -> None:
+        print(f"kgot-errors: {self.done}/{self.total} done, {self.recovered} recovered, {now - self.started:.1f} s",
+              file=sys.stderr, flush=True)
 
     def clear(self) -> None:
         """Blank the counter's line, before other output is written to the terminal."""
@@ -274,49 +626,73 @@ class _Progress:
     def close(self) -> None:
         if self.live:
             print(file=sys.stderr)
+        elif self.forced and self.total > 1:
+            self._line(self.clock())
+
+
+# --- threads ----------------------------------------------------------------------------------------------------
+
+def _existing(target: Any) -> Any:
+    from kgot_errors.observability.threads import require_store
+
+    return require_store(target)
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
     from kgot_errors.graph.recover import history
+    from kgot_errors.observability.threads import format_time, timeline
 
-    h = history(args.thread, checkpointer=_store(args), settings=_settings(args))
+    settings = settings_of(args)
+    target = _existing(store_of(args, settings))
+    h = history(args.thread, checkpointer=target, settings=settings)
+    times = timeline(args.thread, target)
     if args.json:
         print(json.dumps({**h, "attempts": [a.model_dump(mode="json") for a in h["attempts"]],
+                          "recorded_at": times.attempts, "started_at": times.started, "updated_at": times.updated,
                           "result": h["result"].to_data() if h["result"] else None}, ensure_ascii=False, indent=2))
         return EXIT_RECOVERED
-    print(f"thread {args.thread}: {h['kind']} ({h['classified_by']})")
-    for a in h["attempts"]:
+    print(f"thread {args.thread}: {h['kind']} ({h['classified_by']}), started {format_time(times.started)}, "
+          f"last step {format_time(times.updated)}")
+    for i, a in enumerate(h["attempts"]):
         by = f" [{a.validator}]" if a.validator else ""
-        print(f"  {a.layer:<12} #{a.try_no}  {a.verdict:<9} {a.duration_s * 1000:8.1f} ms  {a.reason}{by}")
+        when = format_time(times.attempts[i] if i < len(times.attempts) else None, clock_only=True)
+        print(f"  {when}  {a.layer:<12} #{a.try_no}  {a.verdict:<9} {a.duration_s * 1000:8.1f} ms  {a.reason}{by}")
     if h["finished"]:
         print(f"finished: {h['result'].summary}")
     elif h["next"] == ["human"]:
         print(f"paused for a person's fix (kgot-errors resume {args.thread} --value FILE)")
     else:
-        print(f"unfinished: next {', '.join(h['next']) or '?'} (kgot-errors resume {args.thread})")
+        needs = h["incident"].get("operation") if isinstance(h.get("incident"), dict) else None
+        how = f" --operations MODULE:NAME (it re-runs {needs!r})" if needs else ""
+        print(f"unfinished: next {', '.join(h['next']) or '?'} (kgot-errors resume {args.thread}{how})")
     return EXIT_RECOVERED
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
     from kgot_errors.graph.recover import resume
 
+    settings = settings_of(args)
+    target = _existing(store_of(args, settings))
     extra: dict[str, Any] = {}
     if args.give_up:
         extra["value"] = None
     elif args.value is not None:
-        raw = _read_input(args.value).decode("utf-8", errors="replace")
+        raw = _read_input(args.value)
+        assert isinstance(raw, bytes)
+        text = raw.decode("utf-8", errors="replace")
         try:
-            extra["value"] = json.loads(raw)
+            extra["value"] = json.loads(text)
         except ValueError:
-            extra["value"] = raw  # text or code: validated like any candidate
-    result = resume(args.thread, checkpointer=_store(args), settings=_settings(args), **extra)
-    return _print_result(result, args.json)
+            extra["value"] = text  # text or code: validated like any candidate
+    result = resume(args.thread, checkpointer=target, settings=settings, operations=_operations(args), **extra)
+    return _print_result(result, args)
 
 
 def _cmd_pending(args: argparse.Namespace) -> int:
     from kgot_errors.graph.recover import pending
 
-    paused = pending(checkpointer=_store(args), settings=_settings(args))
+    settings = settings_of(args)
+    paused = pending(checkpointer=_existing(store_of(args, settings)), settings=settings)
     if args.json:
         print(json.dumps(paused, ensure_ascii=False, indent=2))
         return EXIT_RECOVERED
@@ -328,33 +704,70 @@ def _cmd_pending(args: argparse.Namespace) -> int:
     return EXIT_RECOVERED
 
 
-_COMMANDS = {"repair": _cmd_repair, "history": _cmd_history, "resume": _cmd_resume, "pending": _cmd_pending}
+# --- main -------------------------------------------------------------------------------------------------------
+
+def _chosen(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The innermost (sub)command parser `args` went through: the one whose usage a bad flag should show."""
+    while True:
+        action = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        name = getattr(args, action.dest, None) if action is not None else None
+        if action is None or name not in action.choices:
+            return parser
+        parser = action.choices[name]
+
+
+def _crash(exc: BaseException) -> int:
+    """A bug: one line on stderr, the traceback in a file (never on the terminal, never exit 1)."""
+    import tempfile
+    import traceback
+
+    where = ""
+    try:
+        with tempfile.NamedTemporaryFile("w", prefix="kgot-errors-crash-", suffix=".txt", delete=False) as f:
+            traceback.print_exception(exc, file=f)
+            where = f"; the traceback is in {f.name}"
+    except OSError:
+        pass
+    print(f"kgot-errors: internal error: {type(exc).__name__}: {exc} (a bug, please report it{where})",
+          file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _chosen(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    from kgot_errors.errors import KgotError
+    from kgot_errors.errors import InvalidIncident, KgotError, ThreadNotFound, ThreadNotPaused
 
-    handler = getattr(args, "handler", None) or _COMMANDS[args.command]
     try:
-        return handler(args)
+        return args.handler(args)
     except _Usage as exc:
         print(f"kgot-errors: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KgotError as exc:  # configuration, bad input, missing thread, unusable store
+    except (InvalidIncident, ThreadNotFound, ThreadNotPaused) as exc:  # what the user gave cannot be used
         print(f"kgot-errors: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except OSError as exc:
+    except KgotError as exc:  # configuration, unusable or missing store, unregistered operation, no sandbox
+        print(f"kgot-errors: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return EXIT_PIPE
+    except OSError as exc:  # the machine's trouble (a full disk, a vanished directory), not a bug
         print(f"kgot-errors: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_STORE
     except KeyboardInterrupt:
         print("kgot-errors: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - a bug: an exit code of its own, not a traceback
+        return _crash(exc)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+if __name__ == "__main__":  # pragma: no cover - `python -m kgot_errors.cli`: one module, one set of error classes
+    from kgot_errors.cli import main as _main
+
+    sys.exit(_main())

@@ -4,10 +4,12 @@
     ├── ConfigError            bad settings: unknown key, bad value, bad profile      (ValueError)
     ├── InvalidIncident        an incident that cannot be recovered as given          (ValueError)
     │   └── InvalidSchema      the output schema is not a JSON Schema / pydantic model
+    │       └── SchemaTimeout  a schema pattern could not be evaluated within its deadline
     ├── UnknownOperation       an incident names an operation nobody registered       (LookupError)
     ├── ThreadNotFound         no checkpointed thread with that id                    (LookupError)
     ├── ThreadNotPaused        a fix was supplied for a thread not waiting for one
     ├── CheckpointError        the checkpoint store cannot be opened or written
+    │   └── StoreNotFound      a store to read does not exist (nothing was recorded there)
     ├── SandboxError           the sandbox could not run code at all
     │   └── SandboxUnavailable no isolating backend here (the sandbox fails closed)
     └── RecoveryFailed         raised by guards when recovery did not prove a fix;
@@ -35,6 +37,8 @@ __all__ = [
     "RecoveryFailed",
     "SandboxError",
     "SandboxUnavailable",
+    "SchemaTimeout",
+    "StoreNotFound",
     "ThreadNotFound",
     "ThreadNotPaused",
     "UnknownOperation",
@@ -62,10 +66,18 @@ class InvalidIncident(KgotError, ValueError):
 
 
 class InvalidSchema(InvalidIncident):
-    """The output schema is neither a JSON Schema dict nor a pydantic model class."""
+    """The output schema is not a usable JSON Schema (dict or boolean) or pydantic model class."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message, field="output_schema")
+
+
+class SchemaTimeout(InvalidSchema):
+    """A schema `pattern` took longer than its deadline on some string: `pattern` is the offender."""
+
+    def __init__(self, message: str, *, pattern: str) -> None:
+        super().__init__(message)
+        self.pattern = pattern
 
 
 class UnknownOperation(KgotError, LookupError):
@@ -105,6 +117,14 @@ class CheckpointError(KgotError):
         self.target = target
 
 
+class StoreNotFound(CheckpointError):
+    """A store to read (list, stats, history, prune) does not exist: nothing was ever recorded there."""
+
+    def __init__(self, target: str, *, setting: str | None = None) -> None:
+        super().__init__(f"no checkpoint store at {target}: it does not exist (nothing was recorded there); check "
+                         "--checkpoint / KGOT_CHECKPOINT_URL / KGOT_DATA_DIR", setting=setting, target=target)
+
+
 class SandboxError(KgotError):
     """The sandbox failed to run code (not: the code failed)."""
 
@@ -117,7 +137,8 @@ class RecoveryFailed(KgotError):
     """Raised by guards when recovery did not prove a fix; carries the full result."""
 
     def __init__(self, result: RecoveryResult, original: BaseException | None = None) -> None:
-        super().__init__(f"not recovered: {result.summary}")
+        summary = result.summary
+        super().__init__(summary if summary.startswith("not recovered") else f"not recovered: {summary}")
         self.result = result
         self.original = original
 

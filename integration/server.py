@@ -36,7 +36,7 @@ from pydantic import GetCoreSchemaHandler, ValidationError
 from pydantic_core import CoreSchema, core_schema
 from typing_extensions import TypedDict
 
-__all__ = ["CLIENT_SETTINGS", "OPERATIONS_ENV", "ServedContext", "graph", "served_context"]
+__all__ = ["CLIENT_SETTINGS", "OPERATIONS_ENV", "ServedContext", "graph", "load_operations", "served_context"]
 
 log = logging.getLogger(__name__)
 
@@ -89,17 +89,23 @@ def _sandbox(settings: Settings) -> Any:
         return None
 
 
-def _operations(spec: str | None) -> Mapping[str, Callable[..., Any]]:
+def load_operations(spec: str | None, *, setting: str = OPERATIONS_ENV) -> Mapping[str, Callable[..., Any]]:
+    """The operations mapping `package.module:name` names (name defaults to OPERATIONS); {} for no spec.
+
+    The server reads it from KGOT_SERVER_OPERATIONS, the CLI from `--operations` (defaulting to
+    the same variable). A module that cannot be imported, a missing name, or something that is
+    not a mapping of callables is a ConfigError naming `setting`.
+    """
     if not spec:
         return {}
     module_name, _, attribute = spec.partition(":")
     try:
         found = getattr(importlib.import_module(module_name), attribute or "OPERATIONS")
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"{OPERATIONS_ENV}={spec!r} cannot be loaded: {exc}", setting=OPERATIONS_ENV) from None
+    except Exception as exc:  # noqa: BLE001 - whatever importing their module raised, it is a setting to fix
+        raise ConfigError(f"{setting}={spec!r} cannot be loaded: {type(exc).__name__}: {exc}",
+                          setting=setting) from None
     if not isinstance(found, Mapping) or not all(callable(op) for op in found.values()):
-        raise ConfigError(f"{OPERATIONS_ENV}={spec!r} must name a mapping of operation names to callables",
-                          setting=OPERATIONS_ENV)
+        raise ConfigError(f"{setting}={spec!r} must name a mapping of operation names to callables", setting=setting)
     return dict(found)
 
 
@@ -112,7 +118,7 @@ def _server_resources() -> _Resources:
 
             settings = load_settings()
             _resources = _Resources(settings=settings, model=make_model(settings), sandbox=_sandbox(settings),
-                                    operations=_operations(os.environ.get(OPERATIONS_ENV)))
+                                    operations=load_operations(os.environ.get(OPERATIONS_ENV)))
         return _resources
 
 

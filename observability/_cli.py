@@ -1,4 +1,4 @@
-"""CLI subcommands `stats`, `doctor` and `metrics` (registered by cli.py's PLUGINS; imports stay lazy)."""
+"""CLI subcommands `stats`, `doctor`, `metrics`, `list` and `prune` (registered by cli.py's PLUGINS; imports stay lazy)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,27 @@ examples:
 """
 
 
+_LIST_EPILOG = """\
+examples:
+  kgot-errors list                                   every thread, newest first
+  kgot-errors list --status not_recovered --since 1d   what failed today
+  kgot-errors list --unfinished                      cut off by a crash: resume them
+  kgot-errors list --paused                          waiting for a person (as `pending`)
+  kgot-errors list --kind transient --layer backoff --json
+
+statuses: recovered, degraded, not_recovered, escalated, invalid, error (finished), paused, unfinished.
+"""
+
+_PRUNE_EPILOG = """\
+examples:
+  kgot-errors prune --older-than 30d --dry-run          what would go
+  kgot-errors prune --older-than 30d --keep-failed --vacuum
+
+--vacuum: SQLite's VACUUM gives the space back to the file system; PostgreSQL's VACUUM makes it
+reusable (run VACUUM FULL yourself in a quiet hour to shrink the tables' files).
+"""
+
+
 def register(sub: Any, common: Any) -> None:
     sp = sub.add_parser("stats", help="statistics and health over a checkpoint store",
                         description="Statistics derived from the recorded attempts of every recovery thread in a "
@@ -24,7 +45,7 @@ def register(sub: Any, common: Any) -> None:
                                     "recovery, sandbox runs and kills, circuit breakers, health score.",
                         epilog=_STATS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _log_dir(sp)
-    common(sp)
+    common(sp, store=True, as_json=True)
     sp.set_defaults(handler=_cmd_stats)
 
     dp = sub.add_parser("doctor", help="check every part this installation uses",
@@ -33,7 +54,7 @@ def register(sub: Any, common: Any) -> None:
                                     "line per part; exit 1 when any configured part fails.")
     dp.add_argument("--no-model-call", action="store_true", help="do not send the model a test question")
     _log_dir(dp)
-    common(dp)
+    common(dp, store=True, as_json=True)
     dp.set_defaults(handler=_cmd_doctor)
 
     mp = sub.add_parser("metrics", help="serve Prometheus metrics computed from a checkpoint store",
@@ -44,8 +65,42 @@ def register(sub: Any, common: Any) -> None:
     mp.add_argument("--max-age", type=float, default=5.0, metavar="S",
                     help="re-read the store at most every S seconds (default 5)")
     _log_dir(mp)
-    common(mp)
+    common(mp, store=True)
     mp.set_defaults(handler=_cmd_metrics)
+
+    from kgot_errors.cli import _count, duration
+
+    lp = sub.add_parser("list", help="list the recovery threads of a checkpoint store, with filters",
+                        description="List recovery threads, newest first: status, kind, layers tried, when each "
+                                    "started and last moved.", epilog=_LIST_EPILOG,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    lp.add_argument("--status", "--outcome", action="append", default=[], metavar="STATUS", dest="status",
+                    help="only threads with this status (repeatable)")
+    lp.add_argument("--kind", action="append", default=[], help="only this error kind (repeatable)")
+    lp.add_argument("--layer", action="append", default=[], help="only threads in which this layer made an attempt")
+    lp.add_argument("--since", type=duration, metavar="DURATION",
+                    help="only threads whose last step is newer than this (90s, 15m, 12h, 30d, 2w)")
+    lp.add_argument("--older-than", type=duration, metavar="DURATION", help="only threads whose last step is older")
+    lp.add_argument("--unfinished", action="append_const", const="unfinished", dest="status",
+                    help="only threads that did not finish (cut off by a crash or a stop)")
+    lp.add_argument("--paused", action="append_const", const="paused", dest="status",
+                    help="only threads paused for a person's fix")
+    lp.add_argument("--limit", type=_count(1), metavar="N", help="at most N threads")
+    common(lp, store=True, as_json=True)
+    lp.set_defaults(handler=_cmd_list)
+
+    pr = sub.add_parser("prune", help="delete old recovery threads (retention), and vacuum the store",
+                        description="Delete the threads whose last step is older than --older-than, through the "
+                                    "store's own delete (SQLite and PostgreSQL).", epilog=_PRUNE_EPILOG,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    pr.add_argument("--older-than", type=duration, required=True, metavar="DURATION",
+                    help="age of a thread's last step (90s, 15m, 12h, 30d, 2w)")
+    pr.add_argument("--keep-failed", action="store_true",
+                    help="keep threads that did not end recovered (not recovered, escalated, paused, unfinished)")
+    pr.add_argument("--vacuum", action="store_true", help="give the freed space back afterwards")
+    pr.add_argument("--dry-run", action="store_true", help="say what would be deleted, delete nothing")
+    common(pr, store=True, as_json=True)
+    pr.set_defaults(handler=_cmd_prune)
 
 
 def _log_dir(p: argparse.ArgumentParser) -> None:
@@ -54,13 +109,21 @@ def _log_dir(p: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from kgot_errors.runtime.settings import load_settings
+    from kgot_errors.cli import settings_of
 
-    return load_settings(args.settings, profile=args.profile)
+    return settings_of(args)
 
 
-def _target(args: argparse.Namespace) -> Any:
-    return None if args.no_checkpoint else (args.checkpoint or "default")
+def _target(args: argparse.Namespace, settings: Any) -> Any:
+    from kgot_errors.cli import store_of
+
+    return store_of(args, settings)
+
+
+def _existing(args: argparse.Namespace, settings: Any) -> Any:
+    from kgot_errors.observability.threads import require_store
+
+    return require_store(_target(args, settings))
 
 
 def _logging(args: argparse.Namespace, settings: Any) -> None:
@@ -75,7 +138,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _logging(args, settings)
-    stats = get_statistics(checkpointer=_target(args), settings=settings)
+    stats = get_statistics(checkpointer=_existing(args, settings), settings=settings)
     if args.json:
         print(json.dumps(stats.to_dict(), ensure_ascii=False, indent=2))
     else:
@@ -157,7 +220,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     log_dir = args.log_dir or default_log_dir(settings)
-    checks = doctor(settings, checkpointer=_target(args), log_dir=log_dir, ask_model=not args.no_model_call)
+    checks = doctor(settings, checkpointer=_target(args, settings), log_dir=log_dir, ask_model=not args.no_model_call)
     failed = [c for c in checks if c.status == "fail"]
     if args.json:
         print(json.dumps([c.to_dict() for c in checks], ensure_ascii=False, indent=2))
@@ -183,7 +246,8 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _logging(args, settings)
     registry = CollectorRegistry()
-    collector = register_store_metrics(registry, checkpointer=_target(args), settings=settings, max_age=args.max_age)
+    collector = register_store_metrics(registry, checkpointer=_target(args, settings), settings=settings,
+                                       max_age=args.max_age)
     server, _ = serve_metrics(args.port, addr=args.bind, registry=registry)
     host, port = server.server_address[:2]
     print(f"serving metrics at http://{host}:{port}/metrics (Ctrl-C stops)", file=sys.stderr, flush=True)
@@ -202,4 +266,43 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
     finally:
         server.shutdown()
         server.server_close()
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from kgot_errors.observability.threads import STATUSES, format_time, list_threads
+
+    unknown = sorted(set(args.status) - set(STATUSES))
+    if unknown:
+        print(f"kgot-errors list: unknown status {', '.join(unknown)} (choose from {', '.join(STATUSES)})",
+              file=sys.stderr)
+        return 2
+    settings = _settings(args)
+    threads = list_threads(_existing(args, settings), status=args.status, kind=args.kind, layer=args.layer,
+                           newer_than=args.since, older_than=args.older_than, limit=args.limit)
+    if args.json:
+        print(json.dumps([t.to_dict() for t in threads], ensure_ascii=False, indent=2))
+        return 0
+    if not threads:
+        print("no threads match", file=sys.stderr)
+    for t in threads:
+        layers = ",".join(t.layers) or "-"
+        print(f"{t.thread_id}  {format_time(t.updated_at)}  {t.status:<13} {t.kind:<10} {layers:<28} {t.summary}")
+    return 0
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    from kgot_errors.observability.threads import prune
+
+    settings = _settings(args)
+    report = prune(_existing(args, settings), older_than=args.older_than, keep_failed=args.keep_failed,
+                   vacuum=args.vacuum, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+        return 0
+    verb = "would delete" if report.dry_run else "deleted"
+    size = ""
+    if report.bytes_before is not None and report.bytes_after is not None and not report.dry_run:
+        size = f"; store {report.bytes_before / 2**20:.1f} MiB -> {report.bytes_after / 2**20:.1f} MiB"
+    print(f"{verb} {len(report.deleted)} thread(s), kept {report.kept}{size}", file=sys.stderr)
     return 0

@@ -348,11 +348,14 @@ async def _postgres_rows(conn: Any) -> list[Mapping[str, Any]]:
 
 
 async def _from_postgres_url(url: str, tally: Tally) -> None:
-    from psycopg import AsyncConnection, OperationalError
-
     from kgot_errors.errors import CheckpointError
     from kgot_errors.runtime.checkpoint import _redact
 
+    try:
+        from psycopg import AsyncConnection, OperationalError
+    except ImportError:
+        raise CheckpointError("PostgreSQL checkpoints need the extra: pip install 'kgot-errors[postgres]' (from a "
+                              "clone: pip install '.[postgres]')", target=_redact(url)) from None
     try:
         conn = await AsyncConnection.connect(url, autocommit=True, prepare_threshold=0, connect_timeout=10)
     except OperationalError as exc:

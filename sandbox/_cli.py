@@ -22,13 +22,21 @@ def register(sub: Any, common: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  kgot-errors run generated.py --timeout 10 --memory 512m --json")
     run.add_argument("file", help="the Python file (- for stdin)")
-    run.add_argument("--backend", choices=_BACKENDS, default="auto",
+    from kgot_errors.cli import cpus, memory, seconds
+
+    run.add_argument("--backend", choices=_BACKENDS, default=None,
                      help="auto (docker when reachable, else bubblewrap), bwrap, docker, or unsafe-subprocess "
-                          "(no isolation: only when you choose it)")
-    run.add_argument("--timeout", type=float, default=30.0, metavar="S", help="wall-clock limit (default 30)")
-    run.add_argument("--memory", default="256m", help="memory limit, e.g. 256m or 1g (default 256m)")
-    run.add_argument("--cpus", type=float, default=0.5, help="CPU share (default 0.5)")
+                          "(no isolation: only when you choose it); default: the settings' python_executor.backend "
+                          "(KGOT_SANDBOX_BACKEND)")
+    run.add_argument("--timeout", type=seconds, default=None, metavar="S",
+                     help="wall-clock limit (default: python_executor.default_timeout, 30)")
+    run.add_argument("--memory", type=memory, default=None,
+                     help="memory limit, at least 16m, e.g. 256m or 1g (default: python_executor.memory_limit, 256m)")
+    run.add_argument("--cpus", type=cpus, default=None,
+                     help="CPU share (default: python_executor.cpu_limit, 0.5); more than this machine's cores is "
+                          "capped, with a note")
     run.add_argument("--json", action="store_true", help="print the whole ExecResult as JSON")
+    common(run)
     run.set_defaults(handler=_run)
 
     box = sub.add_parser("sandbox", help="manage the sandbox backends",
@@ -39,15 +47,27 @@ def register(sub: Any, common: Any) -> None:
         description="Build the docker backend's image with `docker import` of a minimal root filesystem made "
                     "from this machine's Python (no registry is contacted). Needs a reachable Docker daemon "
                     "(DOCKER_HOST).")
-    build.add_argument("--tag", default="kgot-errors-python:latest", help="image tag (default %(default)s)")
+    build.add_argument("--tag", default=None,
+                       help="image tag (default: the settings' python_executor.container_image, "
+                            "kgot-errors-python:latest)")
+    common(build)
     build.set_defaults(handler=_build_image)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from kgot_errors.cli import _Usage, capped_cpus, settings_of
     from kgot_errors.sandbox import get_sandbox
 
-    code = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8", errors="replace")
-    sandbox = get_sandbox(args.backend, timeout=args.timeout, memory=args.memory, cpus=args.cpus)
+    executor = settings_of(args).python_executor  # --settings / KGOT_* give the defaults; flags win
+    try:
+        code = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise _Usage(f"{args.file}: {exc.strerror or exc}") from None
+    backend = args.backend or executor.backend
+    options = {"image": executor.container_image} if backend in ("auto", "docker") else {}
+    sandbox = get_sandbox(backend, timeout=args.timeout or executor.default_timeout,
+                          memory=args.memory or executor.memory_limit,
+                          cpus=capped_cpus(args.cpus or executor.cpu_limit), **options)
     result = sandbox.run(code)
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
@@ -64,8 +84,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _build_image(args: argparse.Namespace) -> int:
+    from kgot_errors.cli import settings_of
     from kgot_errors.sandbox import build_image
 
-    image = build_image(args.tag)
-    print(f"built {args.tag} ({image})")
+    tag = args.tag or settings_of(args).python_executor.container_image
+    image = build_image(tag)
+    print(f"built {tag} ({image})")
     return 0

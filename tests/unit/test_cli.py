@@ -80,7 +80,6 @@ def test_python_files_are_repaired_as_code(env, tmp_path):
         (["repair", "-", "--schema", "/nonexistent/schema.json"], "No such file"),
         (["repair", "--bogus"], "unrecognized arguments"),
         (["history"], "required: thread"),
-        (["history", "no-such-thread"], "no recovery thread 'no-such-thread'"),
         (["repair", "-", "--profile", "staging"], "invalid choice"),
         ([], "usage:"),
     ],
@@ -92,13 +91,19 @@ def test_usage_errors_exit_2_with_a_clear_message(env, args, message):
     assert "Traceback" not in out.stderr.decode()
 
 
-def test_a_bad_schema_file_and_bad_settings_are_usage_errors(env, tmp_path):
+def test_a_bad_schema_file_is_a_usage_error_and_bad_settings_a_config_error(env, tmp_path):
     bad = tmp_path / "s.json"
     bad.write_text('{"type": 5}')
     out = _cli("repair", "-", "--schema", str(bad), stdin=b"{}", env=env)
     assert out.returncode == 2 and "schema" in out.stderr.decode().lower()
     out = _cli("repair", "-", stdin=b"{}", env={**env, "KGOT_API_ERROR_MANAGEMENT__MAX_RETRIES": "lots"})
-    assert out.returncode == 2 and "KGOT_API_ERROR_MANAGEMENT__MAX_RETRIES" in out.stderr.decode()
+    assert out.returncode == 3 and "KGOT_API_ERROR_MANAGEMENT__MAX_RETRIES" in out.stderr.decode()
+
+
+def test_an_unknown_thread_in_an_existing_store_is_a_usage_error(env):
+    _cli("repair", "-", stdin=b"{}", env=env)  # the store now exists
+    out = _cli("history", "no-such-thread", env=env)
+    assert out.returncode == 2 and "no recovery thread 'no-such-thread'" in out.stderr.decode()
 
 
 def test_an_unwritable_checkpoint_store_is_reported_by_setting_name(env, tmp_path):
@@ -109,7 +114,7 @@ def test_an_unwritable_checkpoint_store_is_reported_by_setting_name(env, tmp_pat
         store.unlink()
         store.mkdir()
     out = _cli("repair", "-", "--checkpoint", str(store), stdin=b"{}", env=env)
-    assert out.returncode == 2
+    assert out.returncode == 3  # a store error (exit codes: 2 is for bad arguments)
     assert "KGOT_CHECKPOINT_URL" in out.stderr.decode() and "Traceback" not in out.stderr.decode()
 
 
