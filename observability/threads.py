@@ -353,8 +353,8 @@ async def _postgres_bytes(url: str) -> int:
     conn = await _postgres_connect(url)
     try:
         async with conn.cursor() as cur:
-            await cur.execute("SELECT coalesce(sum(pg_total_relation_size(to_regclass(t))), 0) FROM unnest(%s) t",
-                              (list(_PG_TABLES),))
+            await cur.execute("SELECT coalesce(sum(pg_total_relation_size(to_regclass(t))), 0) "
+                              "FROM unnest(%s::text[]) t", (list(_PG_TABLES),))
             row = await cur.fetchone()
         return int(row[0])
     finally:

@@ -1,0 +1,164 @@
+"""What the command line writes, and where: passed-through fields, -o/--indent/--inline, progress, operations for resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+EXE = [sys.executable, "-m", "kgot_errors.cli"]
+DECODE = "json.decoder.JSONDecodeError"
+
+
+def _cli(*args: str, env: dict, stdin: bytes | None = None, timeout: float = 90):
+    return subprocess.run([*EXE, *args], input=stdin, capture_output=True, timeout=timeout, env=env)
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("KGOT_", "OPENAI_", "LANGSMITH_"))}
+    e["KGOT_DATA_DIR"] = str(tmp_path / "data")
+    return e
+
+
+def _jsonl(path: Path, *items: dict) -> str:
+    path.write_text("".join(json.dumps(i) + "\n" for i in items))
+    return str(path)
+
+
+def test_jsonl_lines_carry_their_own_fields_to_the_output_line(env, tmp_path):
+    batch = _jsonl(tmp_path / "in.jsonl",
+                   {"id": "req-1", "error_type": DECODE, "message": "m", "content": "{'a': 1,}"},
+                   {"id": 2, "trace": {"span": "s"}, "error_type": DECODE, "message": "m", "content": "no JSON"})
+    out = _cli("repair", "--jsonl", batch, "--no-checkpoint", env=env)
+    lines = [json.loads(x) for x in out.stdout.decode().splitlines()]
+    assert [x["id"] for x in lines] == ["req-1", 2] and lines[1]["trace"] == {"span": "s"}
+    assert lines[0]["recovered"] and lines[0]["value"] == {"a": 1} and not lines[1]["recovered"]
+
+
+def test_jsonl_lines_get_the_schema_given_on_the_command_line(env, tmp_path):
+    schema = tmp_path / "s.json"
+    schema.write_text(json.dumps({"type": "object", "required": ["title"]}))
+    batch = _jsonl(tmp_path / "in.jsonl", {"error_type": DECODE, "message": "m", "content": '{"b": 2,}'},
+                   {"error_type": DECODE, "message": "m", "content": '{"title": "t",}'})
+    out = _cli("repair", "--jsonl", batch, "--schema", str(schema), "--no-checkpoint", env=env)
+    lines = [json.loads(x) for x in out.stdout.decode().splitlines()]
+    assert out.returncode == 1
+    assert [x["recovered"] for x in lines] == [False, True]
+    assert "title" in lines[0]["summary"] and lines[1]["value"] == {"title": "t"}
+
+
+def test_output_file_and_indent(env, tmp_path):
+    target = tmp_path / "out.json"
+    out = _cli("repair", "-", "-o", str(target), "--indent", "4", "--no-checkpoint", stdin=b"{'a': [1,],}", env=env)
+    assert out.returncode == 0 and out.stdout == b""
+    assert target.read_text() == '{\n    "a": [\n        1\n    ]\n}\n'
+    many = _cli("repair", "--jsonl", _jsonl(tmp_path / "in.jsonl", {"error_type": DECODE, "message": "m",
+                                                                      "content": "[1,"}),
+                "-o", str(tmp_path / "out.jsonl"), "--no-checkpoint", env=env)
+    assert many.returncode == 0 and json.loads((tmp_path / "out.jsonl").read_text())["value"] == [1]
+    refused = _cli("repair", "--jsonl", str(tmp_path / "in.jsonl"), "--indent", "2", env=env)
+    assert refused.returncode == 2 and "--indent applies to one repaired value" in refused.stderr.decode()
+
+
+def test_inline_rewrites_recovered_files_and_leaves_the_others(env, tmp_path):
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text("```json\n{'a': 1, 'b': [2,],}\n```\n")
+    bad.write_text("I cannot help with that.")
+    single = _cli("repair", str(good), "--inline", "--indent", "2", "--no-checkpoint", env=env)
+    assert single.returncode == 0 and single.stdout == b""
+    assert json.loads(good.read_text()) == {"a": 1, "b": [2]} and good.read_text().startswith('{\n  "a"')
+    both = _cli("repair", str(good), str(bad), "--inline", "--no-checkpoint", env=env)
+    assert both.returncode == 1 and both.stdout == b""
+    assert bad.read_text() == "I cannot help with that."  # not recovered: untouched
+    err = both.stderr.decode()
+    assert f"{good}: recovered by" in err and f"{bad}: not recovered" in err
+    assert not list(tmp_path.glob(".*.tmp"))
+    assert _cli("repair", "-", "--inline", stdin=b"{}", env=env).returncode == 2
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(env, tmp_path):
+    items = [{"error_type": DECODE, "message": "m", "content": "{'i': %d,}" % i} for i in range(5)]
+    out = _cli("repair", "--jsonl", _jsonl(tmp_path / "in.jsonl", *items), "--progress", "--no-checkpoint", env=env)
+    progress = [x for x in out.stderr.decode().splitlines() if x.startswith("kgot-errors: ")]
+    assert progress and progress[-1].startswith("kgot-errors: 5/5 done, 5 recovered, ")
+
+
+def test_a_long_batch_reports_progress_without_a_terminal(capsys):
+    from kgot_errors.cli import _Progress
+
+    class Done:
+        recovered = True
+
+    now = [0.0]
+    progress = _Progress(100, clock=lambda: now[0])
+    for i in range(100):
+        now[0] = i * 0.5  # one result every half second: 50 s in all
+        progress.update(i, Done())
+    progress.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "kgot-errors: 21/100 done, 21 recovered, 10.0 s"
+    assert len(lines) == 4  # every 10 s, and nothing for a short batch
+    quick = _Progress(3, clock=lambda: 1.0)
+    for i in range(3):
+        quick.update(i, Done())
+    quick.close()
+    assert capsys.readouterr().err == ""
+
+
+OPS = '''
+import os, time
+from pathlib import Path
+
+CALLS = Path(os.environ["OPS_CALLS"])
+
+
+def fetch(n):
+    calls = int(CALLS.read_text()) + 1 if CALLS.exists() else 1
+    CALLS.write_text(str(calls))
+    if calls == 1:
+        time.sleep(600)  # the first re-run hangs: the CLI is killed here
+    return {"fetched": n, "calls": calls}
+
+
+OPERATIONS = {"fetch": fetch}
+'''
+
+
+def test_resume_of_a_cut_off_backoff_thread_loads_operations(env, tmp_path):
+    (tmp_path / "app_ops.py").write_text(OPS)
+    env = {**env, "PYTHONPATH": str(tmp_path), "OPS_CALLS": str(tmp_path / "calls")}
+    batch = _jsonl(tmp_path / "in.jsonl", {"error_type": "httpx.HTTPStatusError", "message": "503 Service Unavailable",
+                                           "status_code": 503, "operation": "fetch", "arguments": {"n": 7}})
+    proc = subprocess.Popen([*EXE, "repair", "--jsonl", batch, "--operations", "app_ops:OPERATIONS"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "calls").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the operation was never called"
+            time.sleep(0.05)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    unfinished = json.loads(_cli("list", "--unfinished", "--json", env=env).stdout)
+    assert [t["status"] for t in unfinished] == ["unfinished"] and unfinished[0]["kind"] == "transient"
+    thread = unfinished[0]["thread_id"]
+    told = _cli("history", thread, env=env).stdout.decode().splitlines()[-1]
+    assert told.startswith("unfinished: next backoff") and "--operations MODULE:NAME (it re-runs 'fetch')" in told
+
+    without = _cli("resume", thread, env=env)
+    assert without.returncode == 3 and "unknown operation 'fetch'" in without.stderr.decode()
+    resumed = _cli("resume", thread, "--operations", "app_ops:OPERATIONS", env=env)
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    assert json.loads(resumed.stdout) == {"fetched": 7, "calls": 2}
+    again = _cli("resume", thread, env={**env, "KGOT_SERVER_OPERATIONS": "app_ops:OPERATIONS"})
+    assert again.returncode == 0 and json.loads(again.stdout)["calls"] == 2  # finished: reported, not re-run
+    bad = _cli("resume", thread, "--operations", "no_such_module:OPS", env=env)
+    assert bad.returncode == 3 and "--operations" in bad.stderr.decode()
