@@ -11,7 +11,8 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from kgot_errors.errors import ConfigError, InvalidIncident, KgotError, ThreadNotFound, ThreadNotPaused, UnknownOperation
+from kgot_errors.errors import (CheckpointError, ConfigError, InvalidIncident, KgotError, ThreadNotFound,
+                                ThreadNotPaused, UnknownOperation)
 from kgot_errors.runtime.checkpoint import describe_target, open_checkpointer
 from kgot_errors.runtime.context import LazySandbox, RecoveryContext
 from kgot_errors.runtime.model import make_model, model_identity
@@ -354,7 +355,14 @@ async def arecover_iter(
     ctx = _runtime(settings, model, sandbox, operations, runtime_context)
     pending = iter(enumerate(incidents))  # shared by the workers: each incident is taken once
     finished: asyncio.Queue[Any] = asyncio.Queue(maxsize=max_concurrency)
-    async with open_checkpointer(_store(checkpointer, ctx.settings)) as saver:
+    async with contextlib.AsyncExitStack() as opened:
+        try:
+            saver = await opened.enter_async_context(open_checkpointer(_store(checkpointer, ctx.settings),
+                                                                       ctx.settings.checkpoints))
+        except CheckpointError as exc:  # the store is down: every incident hears why, none is started
+            for index, _ in pending:
+                yield index, _failed_to_start("error", exc)
+            return
         _needs_store_for_escalation(ctx, saver)
         graph = _graph(saver, ctx)
 
@@ -384,6 +392,8 @@ async def _one(graph: Any, index: int, item: Any, ctx: RecoveryContext, saver: A
     """One incident of a batch; whatever goes wrong becomes its result."""
     try:
         return await _run(graph, _checked(_incident(item, None, None, None, {}), ctx), None, ctx, saver)
+    except CheckpointError as exc:  # the store failed it (down, full, read-only): what to do is in the message
+        return _failed_to_start("error", exc)
     except KgotError as exc:
         return _failed_to_start("invalid", exc)
     except Exception as exc:  # noqa: BLE001 - one broken incident must not sink the batch
@@ -392,7 +402,10 @@ async def _one(graph: Any, index: int, item: Any, ctx: RecoveryContext, saver: A
 
 
 def _failed_to_start(outcome: str, exc: BaseException) -> RecoveryResult:
-    what = "invalid incident" if outcome == "invalid" else f"internal error ({type(exc).__name__})"
+    if isinstance(exc, CheckpointError):
+        what = "checkpoint store failed"
+    else:
+        what = "invalid incident" if outcome == "invalid" else f"internal error ({type(exc).__name__})"
     return RecoveryResult(recovered=False, kind=ErrorKind.UNKNOWN, outcome=outcome, summary=f"{what}: {exc}",
                           attempts=[])
 

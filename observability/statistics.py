@@ -311,7 +311,9 @@ def _sqlite_file_rows(path: Path) -> list[tuple[str, str, bytes]]:
     """Rows from a SQLite store opened read-only (a reader never needs write access nor blocks writers in WAL)."""
     if not path.exists():
         return []
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)
+    from kgot_errors.runtime.sqlite_store import connect_read_only
+
+    conn, _ = connect_read_only(path, timeout=10.0)  # immutable=1 on a read-only mount
     try:
         if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'checkpoints'").fetchone():
             return []

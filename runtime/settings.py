@@ -24,6 +24,7 @@ from kgot_errors.errors import ConfigError
 
 __all__ = [
     "ApiSettings",
+    "CheckpointSettings",
     "ENV_ALIASES",
     "ExecutorSettings",
     "LlmSettings",
@@ -145,6 +146,18 @@ class LlmSettings(_Group):
                                     "in the graph's RetryPolicy, counted in the attempt records")
 
 
+class CheckpointSettings(_Group):
+    """Deadlines and the circuit breaker of the checkpoint store (PostgreSQL; SQLite waits only for its lock)."""
+
+    connect_timeout_seconds: float = Field(5.0, gt=0, description="opening one PostgreSQL connection")
+    statement_timeout_seconds: float = Field(10.0, gt=0, description="one statement (server side) and one "
+                                             "store call in all (client side, also when the server is frozen)")
+    pool_timeout_seconds: float = Field(5.0, gt=0, description="waiting for a free pooled connection")
+    breaker_threshold: int = Field(3, ge=1, description="consecutive failed store calls that open the breaker: "
+                                   "while open, store calls fail at once")
+    breaker_reset_seconds: float = Field(5.0, ge=0, description="open breaker lets one probe call through after this")
+
+
 class MonitoringSettings(_Group):
     """Accepted for compatibility with the original configuration shape."""
 
@@ -163,6 +176,7 @@ class Settings(_Group):
     python_executor: ExecutorSettings = ExecutorSettings()
     error_recovery: RecoverySettings = RecoverySettings()
     llm: LlmSettings = LlmSettings()
+    checkpoints: CheckpointSettings = CheckpointSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     data_dir: Path | None = Field(None, description="where the default SQLite checkpoint file lives")
     checkpoint_url: str | None = Field(None, description="a SQLite path or postgresql:// URL")

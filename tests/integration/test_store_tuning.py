@@ -15,6 +15,7 @@ import uuid
 import psycopg
 import pytest
 
+from kgot_errors.errors import CheckpointError
 from kgot_errors.graph.recover import ahistory, arecover, arecover_many
 from kgot_errors.runtime import checkpoint
 from kgot_errors.runtime.checkpoint import open_checkpointer
@@ -79,7 +80,7 @@ async def test_sqlite_gives_up_on_a_lock_held_too_long(tmp_path, monkeypatch):
         holder.execute("BEGIN IMMEDIATE")
         try:
             started = time.monotonic()
-            with pytest.raises(sqlite3.OperationalError, match="locked"):
+            with pytest.raises(CheckpointError, match="locked by another process"):
                 await arecover(_incident(2), checkpointer=store, settings=Settings())
             assert 0.3 <= time.monotonic() - started < 5
         finally:
@@ -140,7 +141,7 @@ async def test_postgres_a_failing_write_fails_alone(postgres_url):
             await store.aput_writes(config, [("note", {"thread": thread})], task_id="t")
 
         outcomes = await asyncio.gather(*(write(t) for t in [threads[0], bad, *threads[1:]]), return_exceptions=True)
-    assert isinstance(outcomes[1], psycopg.DataError)
+    assert isinstance(outcomes[1], CheckpointError) and isinstance(outcomes[1].__cause__, psycopg.DataError)
     assert [o for i, o in enumerate(outcomes) if i != 1] == [None] * len(threads)
     with psycopg.connect(postgres_url) as conn:
         stored = conn.execute("SELECT count(DISTINCT thread_id) FROM checkpoint_writes WHERE thread_id = ANY(%s)",
@@ -158,8 +159,9 @@ async def test_postgres_a_batch_is_one_transaction(postgres_url, bad, error):
     try:
         async with open_checkpointer(postgres_url) as store:
             insert = f"INSERT INTO {table} VALUES (%s)"
-            with pytest.raises(error):
+            with pytest.raises(CheckpointError) as refused:
                 await store.writer.submit([(insert, [("first",)]), (insert, [(bad,)])])
+            assert isinstance(refused.value.__cause__, error)
             await store.writer.submit([(insert, [("after",)])])
         with psycopg.connect(postgres_url) as conn:
             assert [r[0] for r in conn.execute(f"SELECT v FROM {table}")] == ["after"]
