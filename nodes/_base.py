@@ -6,12 +6,12 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from kgot_errors.state import AttemptRecord, Layer, RecoveryState, RecoveryUpdate, Verdict
+from kgot_errors.state import AttemptRecord, CandidateRecord, Layer, RecoveryState, RecoveryUpdate, Verdict
 
 if TYPE_CHECKING:
     from kgot_errors.runtime.context import RecoveryContext
 
-__all__ = ["CANDIDATE_CHARS", "NO_MODEL", "attempt", "offload", "recorder", "skip", "tries"]
+__all__ = ["CANDIDATE_CHARS", "NO_MODEL", "attempt", "fix_verdict", "offload", "proven", "recorder", "skip", "tries"]
 
 NO_MODEL = "no chat model configured (set KGOT_MODEL with OPENAI_API_KEY or OPENAI_BASE_URL, or pass model=)"
 
@@ -67,6 +67,18 @@ def recorder(layer: Layer, state: RecoveryState, ctx: RecoveryContext,
         return {"attempts": [attempt(layer, state, verdict, reason, started=begun, now=ctx.clock(), **fields)]}
 
     return record
+
+
+def proven(layer: Layer, out: Any) -> CandidateRecord:
+    """The `recovered` entry of a validated fix (an Outcome or Proof): value, text and its changes to the data."""
+    changes = list(getattr(out, "changes", ()) or ())
+    return CandidateRecord(layer=str(layer), value=out.value, text=out.text or "", changes=changes,
+                           degraded=bool(getattr(out, "degraded", False)))
+
+
+def fix_verdict(out: Any) -> Verdict:
+    """`recovered`, or `degraded` for a fix the policy accepts only with a mark."""
+    return Verdict.DEGRADED if getattr(out, "degraded", False) else Verdict.RECOVERED
 
 
 def skip(layer: Layer, state: RecoveryState, ctx: RecoveryContext, reason: str) -> RecoveryUpdate:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import html
 import json
 import math
@@ -14,7 +16,7 @@ from typing import Any
 import json_repair
 
 from kgot_errors.errors import InvalidSchema
-from kgot_errors.nodes._schema import coerce_to_schema, load_schema, schema_errors
+from kgot_errors.nodes._schema import Change, change, coerce_to_schema, describe, load_schema, schema_errors
 from kgot_errors.nodes._text import (
     DOUBLE_QUOTES,
     SINGLE_QUOTES,
@@ -27,8 +29,12 @@ from kgot_errors.nodes._text import (
 )
 
 __all__ = [
+    "ACCEPT",
     "DEFAULT_MAX_CHARS",
     "DEFAULT_MAX_DEPTH",
+    "DEFAULT_POLICY",
+    "DEGRADE",
+    "REFUSE",
     "InputTooLarge",
     "NonFiniteNumber",
     "Outcome",
@@ -53,6 +59,18 @@ MAX_STREAM = 10_000
 
 QUOTES = DOUBLE_QUOTES + SINGLE_QUOTES
 
+ACCEPT, DEGRADE, REFUSE = "accept", "degrade", "refuse"
+DEFAULT_POLICY: dict[str, str] = {"coerced": ACCEPT, "truncated": DEGRADE, "added": REFUSE, "removed": REFUSE}
+"""What a caller accepts of each kind of change (see nodes/_schema.Change): lossless coercions are a plain
+recovery, a completed truncated document is accepted as `degraded`, invented or deleted data is no fix."""
+_RANK = {ACCEPT: 0, DEGRADE: 1, REFUSE: 2}
+
+
+def disposition(changes: tuple[Change, ...] | list[Change], policy: dict[str, str] | None = None) -> str:
+    """The policy's word on a set of changes: the strictest of its kinds' dispositions."""
+    rules = DEFAULT_POLICY if policy is None else {**DEFAULT_POLICY, **policy}
+    return max((rules.get(c["kind"], REFUSE) for c in changes), key=_RANK.__getitem__, default=ACCEPT)
+
 
 class InputTooLarge(ValueError):
     """The text is longer or nested deeper than the limits allow."""
@@ -72,6 +90,8 @@ class Outcome:
     steps: tuple[str, ...] = ()
     reason: str | None = None
     errors: tuple[str, ...] = ()
+    changes: tuple[Change, ...] = ()  # what the fix did to the data (empty: the data is the text's)
+    degraded: bool = False  # ok, but only as `degraded`: the policy accepts these changes with a mark
 
 
 # --------------------------------------------------------------------------------------
@@ -112,11 +132,19 @@ def _reject_constant(name: str) -> Any:
     raise NonFiniteNumber(f"{name} is not valid in strict JSON")
 
 
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise NonFiniteNumber(f"the number {text[:40]} is beyond the range of a JSON number (a double)")
+    return number
+
+
 def loads_strict(text: str, *, max_depth: int = DEFAULT_MAX_DEPTH, max_chars: int = DEFAULT_MAX_CHARS) -> Any:
-    """json.loads that rejects NaN/Infinity and over-long or over-deep input (ValueErrors)."""
+    """json.loads that rejects NaN/Infinity (literals or overflowing numbers) and over-long or over-deep
+    input (ValueErrors)."""
     _check_size(text, max_chars, max_depth)
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError as exc:  # pragma: no cover - the depth check comes first
         raise InputTooLarge("input nests too deeply") from exc
 
@@ -895,7 +923,7 @@ def _rough_end(s: str, i: int, depth: int) -> int:
 # Reading values out of a text: fast strict path first, then the normaliser
 # --------------------------------------------------------------------------------------
 
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 _SEPARATORS_NO_COMMA = re.compile(r"(?:\s|//[^\n]*(?:\n|$)|/\*.*?(?:\*/|$))*", re.S)
 _SEPARATORS = re.compile(
     r"(?:\s|[,;\u200b\u200c\u200d\u2060\ufeff]|//[^\n]*(?:\n|$)|/\*.*?(?:\*/|$)|#[^\n]*(?:\n|$))*", re.S
@@ -919,7 +947,7 @@ def _read_value(s: str, i: int, *, bare_top: bool = False) -> _Read:
             end = _valid_container_end(s, i)
             if end < 0:
                 raise ValueError("not strict JSON")
-            value = json.loads(s[i:end])
+            value = _DECODER.decode(s[i:end])
         else:
             value, end = _DECODER.raw_decode(s, i)
     except (ValueError, RecursionError):
@@ -1086,18 +1114,137 @@ def _size(value: Any) -> int:
     return count
 
 
-def _finite(value: Any) -> tuple[Any, bool]:
-    """NaN and infinities replaced by None (strict JSON has neither)."""
+def _finite(value: Any, path: str = "$", found: list[str] | None = None) -> tuple[Any, list[str]]:
+    """NaN and infinities replaced by None (strict JSON has neither); the paths replaced."""
+    found = [] if found is None else found
     if isinstance(value, float) and not math.isfinite(value):
-        return None, True
+        found.append(path)
+        return None, found
     if isinstance(value, list):
-        pairs = [_finite(v) for v in value]
-        return ([v for v, _ in pairs], True) if any(c for _, c in pairs) else (value, False)
+        before = len(found)
+        items = [_finite(v, f"{path}[{i}]", found)[0] for i, v in enumerate(value)]
+        return (items if len(found) > before else value), found
     if isinstance(value, dict):
-        pairs2 = {k: _finite(v) for k, v in value.items()}
-        if any(c for _, c in pairs2.values()):
-            return {k: v for k, (v, _) in pairs2.items()}, True
-    return value, False
+        before = len(found)
+        pairs = {k: _finite(v, f"{path}.{k}", found)[0] for k, v in value.items()}
+        return (pairs if len(found) > before else value), found
+    return value, found
+
+
+_JSONISH_START = re.compile(r"[\[{]")
+_NONFINITE_WORD = re.compile(r"\b(?:NaN|nan|-?Infinity|-?inf|Inf)\b")
+_NUMBER_TOKEN = re.compile(r"[-+]?(?:\d[\d_]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_EMPTY_STRING = re.compile(r"""""|''|\u201c\u201d|\u2018\u2019""")
+_EDIT_CHANGES = {
+    "completed truncated JSON": ("truncated", "closed the containers a cut-off document left open"),
+    "closed a truncated string": ("truncated", "closed a string the document ended in"),
+    "filled missing values": ("added", "filled a missing value with null"),
+    "removed stray words between members": ("removed", "dropped words standing between members"),
+}
+
+
+def _edit_changes(edits: tuple[str, ...]) -> list[Change]:
+    """The data changes the normaliser's edits stand for (most edits only mend syntax)."""
+    return [change(*_EDIT_CHANGES[e][:1], "$", _EDIT_CHANGES[e][1]) for e in edits if e in _EDIT_CHANGES]
+
+
+_OPEN_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*(")?|[\[\]{}()]', re.S)
+
+
+def _ends_open(text: str) -> bool:
+    """True if the text ends inside a string or with containers left open (a cut-off document)."""
+    depth = 0
+    for m in _OPEN_TOKEN.finditer(text):
+        token = m.group()
+        if token[0] == '"':
+            if m.group(1) is None:
+                return True
+        elif token in "[{(":
+            depth += 1
+        else:
+            depth = max(0, depth - 1)
+    return depth > 0
+
+
+def _library_changes(source: str, value: Any) -> list[Change]:
+    """What a third-party repair did to the data, judged against its source text: values that are not
+    in the text (`added`), words and numbers of the text missing from the value (`removed`), a
+    document completed past the text's end (`truncated`)."""
+    changes: list[Change] = []
+    first = _JSONISH_START.search(source)  # prose before the value is not the value's
+    if first is not None:
+        source = source[first.start() :]
+    words = _words(source)
+    numbers = set()
+    for m in _NUMBER_TOKEN.finditer(source):
+        with contextlib.suppress(ValueError):
+            numbers.add(float(m.group().replace("_", "")))
+    empties = len(_EMPTY_STRING.findall(source))
+    todo: list[tuple[Any, str]] = [(value, "$")]
+    while todo and len(changes) < 20:
+        v, path = todo.pop()
+        if isinstance(v, dict):
+            for k, x in v.items():
+                if not _in_text(k, words, source):
+                    changes.append(change("added", f"{path}.{k}", "a key that is not in the text"))
+                todo.append((x, f"{path}.{k}"))
+        elif isinstance(v, list):
+            todo.extend((x, f"{path}[{i}]") for i, x in enumerate(v))
+        elif isinstance(v, str):
+            if v == "":
+                empties -= 1
+                if empties < 0:
+                    changes.append(change("added", path, "an empty string that is not in the text"))
+            elif not _in_text(v, words, source):
+                changes.append(change("added", path, f"a string that is not in the text ({_short(v)})"))
+        elif isinstance(v, bool):
+            if not ({"true", "yes"} if v else {"false", "no"}) & words.keys():
+                changes.append(change("added", path, f"{str(v).lower()}, which the text does not say"))
+        elif v is None:
+            if not {"null", "none", "nil", "undefined", "nan", "infinity", "inf"} & words.keys():
+                changes.append(change("added", path, "null, which the text does not say"))
+        elif isinstance(v, (int, float)) and math.isfinite(v) and float(v) not in numbers:
+            changes.append(change("added", path, f"the number {v}, which is not in the text"))
+    missing = _words(_COMMENT.sub(" ", source)).keys() - _value_words(value)
+    if missing:
+        shown = ", ".join(sorted(missing)[:5]) + (", ..." if len(missing) > 5 else "")
+        changes.append(change("removed", "$", f"{len(missing)} word(s) of the text are not in the value ({shown})"))
+    if _ends_open(source):
+        changes.append(change("truncated", "$", "completed a document cut off before its end"))
+    return changes
+
+
+_COMMENT = re.compile(r"""//[^\n]*|/\*.*?(?:\*/|$)|(?<![\w"'])#[^\n"]*|\.{3}|\u2026|`{3,}[\w+\-.]*""", re.S)
+
+
+def _value_words(value: Any) -> set[str]:
+    """The distinct words and numbers in a value's keys and strings (and its numbers' digits)."""
+    found: set[str] = set()
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        if isinstance(v, dict):
+            todo.extend(v.keys())
+            todo.extend(v.values())
+        elif isinstance(v, list):
+            todo.extend(v)
+        elif isinstance(v, str):
+            found.update(_words(v))
+        elif v is None:
+            found.update(("null", "none"))
+        else:
+            found.update(_words(json.dumps(v)))
+    return found
+
+
+def _in_text(text: str, words: Counter[str], source: str) -> bool:
+    found = _words(text)
+    return all(w in words for w in found) if found else text in source
+
+
+def _short(value: Any) -> str:
+    text = _dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _decode_embedded(value: Any, schema: dict[str, Any] | None) -> tuple[Any, bool]:
@@ -1119,6 +1266,7 @@ class _Candidate:
     value: Any
     steps: tuple[str, ...]
     errors: tuple[str, ...]
+    changes: tuple[Change, ...]
     size: int
     complete: bool
     tier: int
@@ -1135,23 +1283,36 @@ class _Candidate:
         return (self.fits, self.tier, self.size, self.complete, self.rank, self.span, -self.order)
 
 
-def _finish(value: Any, schema: dict[str, Any] | None) -> tuple[Any, list[str], list[str]]:
-    """Post-process a parsed value: finite numbers, embedded documents, unicode, schema."""
+def _finish(value: Any, pool: _Pool) -> tuple[Any, list[str], list[str], list[Change]]:
+    """Post-process a parsed value: finite numbers, embedded documents, unicode (only in text that
+    did not parse), schema coercion. Returns the value, the steps, the schema errors, the changes."""
+    schema = pool.schema
     steps: list[str] = []
-    value, changed = _finite(value)
-    if changed:
+    changes: list[Change] = []
+    value, replaced = _finite(value)
+    if replaced:
         steps.append("replaced NaN/Infinity with null")
+        literal = _NONFINITE_WORD.search(pool.text) is not None
+        changes += [change("coerced" if literal else "removed", p,
+                           "NaN/Infinity written as null" if literal else "a number beyond a double's range, "
+                           "written as null") for p in replaced[:20]]
     value, changed = _decode_embedded(value, schema)
     if changed:
         steps.append("decoded a JSON document encoded as a string")
-    value, text_steps = fix_value_text(value)
-    steps.extend(text_steps)
+        changes.append(change("coerced", "$", "decoded a JSON document encoded as a string"))
     errors = schema_errors(value, schema)
+    if pool.text_fixes or errors:
+        fixed, text_steps = fix_value_text(value)
+        if pool.text_fixes or not schema_errors(fixed, schema, limit=1):
+            value = fixed
+            steps.extend(text_steps)
+            errors = schema_errors(value, schema) if text_steps else errors
     if errors:
         value, coerced = coerce_to_schema(value, schema)
-        steps.extend(coerced)
+        steps.extend(describe(coerced))
+        changes.extend(coerced)
         errors = schema_errors(value, schema)
-    return value, steps, errors
+    return value, steps, errors, changes
 
 
 def _looks_scalar(text: str) -> bool:
@@ -1192,17 +1353,22 @@ def _repair_with_library(text: str) -> tuple[Any, tuple[str, ...]] | None:
 class _Pool:
     """Candidates gathered for one input, with what was rejected and why."""
 
-    schema: dict[str, Any] | None
+    schema: dict[str, Any] | bool | None
+    text: str = ""
+    text_fixes: bool = True  # unicode fixes inside strings: only for text that did not parse as it was
     items: list[_Candidate] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
 
-    def add(self, value: Any, steps: tuple[str, ...], *, complete: bool, seg: _Segment, span: int = 0) -> None:
-        value, more, errors = _finish(value, self.schema)
+    def add(self, value: Any, steps: tuple[str, ...], *, complete: bool, seg: _Segment, span: int = 0,
+            changes: list[Change] | None = None) -> None:
+        found = list(changes or ())
+        value, more, errors, coerced = _finish(value, self)
         self.items.append(
             _Candidate(
                 value=value,
                 steps=(f"extracted from {seg.label}", *steps, *more),
                 errors=tuple(errors),
+                changes=tuple(found + coerced),
                 size=_size(value),
                 complete=complete,
                 tier=seg.tier,
@@ -1231,13 +1397,17 @@ class _Pool:
         if kept < MIN_COVERAGE:
             self.drift.append(f"json_repair kept only {kept:.0%} of the words and numbers in {seg.label}")
             return
-        self.add(value, steps, complete=False, seg=seg, span=len(source))
+        self.add(value, steps, complete=False, seg=seg, span=len(source),
+                 changes=[*_edit_changes(edits), *_library_changes(source, value)])
 
-    def best(self) -> _Candidate | None:
+    def best(self, policy: dict[str, str] | None = None) -> _Candidate | None:
         """The candidate carrying the most data among readings of the text itself; an
-        unescaped variant only replaces it when the text alone gave no complete parse."""
-        originals = [c for c in self.items if not c.variant]
-        variants = [c for c in self.items if c.variant]
+        unescaped variant only replaces it when the text alone gave no complete parse.
+        Candidates whose changes the policy refuses only count when no other candidate fits."""
+        allowed = [c for c in self.items if disposition(c.changes, policy) != REFUSE]
+        pool = allowed if any(c.fits for c in allowed) else self.items
+        originals = [c for c in pool if not c.variant]
+        variants = [c for c in pool if c.variant]
         top = max(originals, key=_Candidate.key) if originals else None
         if top is not None and top.complete:
             return max([top] + [c for c in variants if c.complete], key=_Candidate.key)
@@ -1286,7 +1456,7 @@ def _collect(pool: _Pool, seg: _Segment, fenced: bool = False) -> None:
             kept = [v for v in values if v not in ({}, [])] or values  # `{"a": 1}, []`: empties are noise
             if len(kept) > 1:
                 pool.add(kept, ("collected several JSON values into an array", *edits), complete=True, seg=seg,
-                         span=reads[-1].norm.end - start)
+                         span=reads[-1].norm.end - start, changes=_edit_changes(edits))
             covered = max(covered, reads[-1].norm.end)
 
 
@@ -1298,15 +1468,16 @@ def _add_read(pool: _Pool, s: str, read: _Read, seg: _Segment) -> None:
         return
     if norm.complete:
         try:
-            pool.add(loads_strict(norm.text), norm.edits, complete=True, seg=seg, span=span)
+            pool.add(loads_strict(norm.text), norm.edits, complete=True, seg=seg, span=span,
+                     changes=_edit_changes(norm.edits))
             return
         except ValueError:
             pass
     pool.add_repaired(s[norm.start : norm.end], norm.text, norm.edits, seg)
 
 
-def _candidates(text: str, schema: dict[str, Any] | None) -> _Pool:
-    pool = _Pool(schema)
+def _candidates(text: str, schema: dict[str, Any] | bool | None, *, text_fixes: bool = True) -> _Pool:
+    pool = _Pool(schema, text, text_fixes)
     segments = _segments(text)
     fenced = any(seg.label.startswith("```") for seg in segments)
     for seg in segments:
@@ -1316,7 +1487,7 @@ def _candidates(text: str, schema: dict[str, Any] | None) -> _Pool:
     if not pool.items and (_CONTAINER_OPEN.search(text) or text.lstrip()[:1] in QUOTES):
         seg = _Segment(text, "the whole text (json_repair)", 0, tier=0)
         pool.add_repaired(text, text, (), seg)
-    if schema is not None and not any(c.fits for c in pool.items):
+    if isinstance(schema, dict) and not any(c.fits for c in pool.items):
         _add_schema_guided(pool, text, schema)
     return pool
 
@@ -1331,7 +1502,8 @@ def _add_schema_guided(pool: _Pool, text: str, schema: dict[str, Any]) -> None:
     except Exception:  # noqa: BLE001 - json_repair raises when the schema cannot be met
         return
     seg = _Segment(text, "the whole text (json_repair schema mode)", 0, tier=0)
-    pool.add(value, ("json_repair schema mode: filled missing values from the schema",), complete=False, seg=seg)
+    pool.add(value, ("json_repair schema mode: filled missing values from the schema",), complete=False, seg=seg,
+             changes=_library_changes(text, value))
 
 
 # --------------------------------------------------------------------------------------
@@ -1339,12 +1511,12 @@ def _add_schema_guided(pool: _Pool, text: str, schema: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def _accept(value: Any, steps: tuple[str, ...], schema: dict[str, Any] | None) -> Outcome:
+def _accept(value: Any, steps: tuple[str, ...], schema: dict[str, Any] | bool | None, *, text: str) -> Outcome:
     errors = schema_errors(value, schema)
     if errors:
         reason = f"valid JSON that does not fit the schema: {errors[0]}"
         return Outcome(False, steps=steps, reason=reason, errors=tuple(errors))
-    return Outcome(True, value, _dumps(value), steps)
+    return Outcome(True, value, text, steps)
 
 
 def _junk_only(before: str, after: str) -> bool:
@@ -1354,41 +1526,69 @@ def _junk_only(before: str, after: str) -> bool:
 
 
 def _strict_candidate(
-    text: str, schema: dict[str, Any] | None, steps: tuple[str, ...], limits: dict[str, int]
+    text: str, schema: dict[str, Any] | bool | None, steps: tuple[str, ...], limits: dict[str, int], *,
+    as_given: bool,
 ) -> Outcome:
+    """`text` parsed strictly. Given text that parses and fits comes back as it is (its own bytes);
+    fixes inside strings apply to text that needed fixing, or where they make the value fit."""
     try:
         value = loads_strict(text, **limits)
     except ValueError as exc:
         return Outcome(False, steps=steps, reason=f"not strict JSON: {exc}")
-    embedded, _ = _decode_embedded(value, schema)
-    if embedded is not value:
-        return Outcome(False, steps=steps, reason="the JSON value is a JSON document encoded as a string")
-    fixes: tuple[str, ...] = ()
+    if not as_given:
+        embedded, _ = _decode_embedded(value, schema)
+        if embedded is not value:
+            return Outcome(False, steps=steps, reason="the JSON value is a JSON document encoded as a string")
+    first = _accept(value, steps, schema, text=text if as_given else _dumps(value))
     if not text.isascii() or "\\u" in text:  # otherwise no string can hold mojibake or \\u escapes
-        value, fixes = fix_value_text(value)
-    return _accept(value, (*steps, *fixes), schema)
+        if as_given and (first.ok or not first.errors) and is_strict_json(value):
+            return first
+        fixed, fixes = fix_value_text(value)
+        if fixes:
+            second = _accept(fixed, (*steps, *fixes), schema, text=_dumps(fixed))
+            if second.ok or not as_given:
+                return second
+    return first
 
 
-def _schema_or_reason(schema: Any) -> tuple[dict[str, Any] | None, str | None]:
-    """The schema as a checked JSON Schema dict (pydantic models converted), or why not."""
+def _schema_or_reason(schema: Any) -> tuple[dict[str, Any] | bool | None, str | None]:
+    """The schema as a checked JSON Schema (pydantic models converted), or why not."""
     try:
         return load_schema(schema), None
     except InvalidSchema as exc:
         return None, str(exc)
 
 
+def _bounded(layer: Any) -> Any:
+    """A layer that turns a schema it cannot evaluate (a pattern past its deadline, an unresolvable
+    reference) into a failed Outcome saying so, instead of raising."""
+
+    @functools.wraps(layer)
+    def run(text: str, schema: Any = None, **kwargs: Any) -> Outcome:
+        try:
+            return layer(text, schema, **kwargs)
+        except InvalidSchema as exc:
+            return Outcome(False, reason=str(exc))
+
+    return run
+
+
+@_bounded
 def unicode_layer(
     text: str,
     schema: Any = None,
     *,
     max_chars: int = DEFAULT_MAX_CHARS,
     max_depth: int = DEFAULT_MAX_DEPTH,
+    policy: dict[str, str] | None = None,
 ) -> Outcome:
     """The `unicode_fix` layer: unicode-level fixes only, accepted only by a strict parse.
 
-    Valid JSON comes back as parsed (literal `\\uXXXX` sequences and mojibake inside strings
-    are still decoded); otherwise BOMs, invisible and odd spaces and smart quotes used as
-    quotes are fixed, then the original system's encoder round-trips are tried. Never raises.
+    Strict JSON that fits the schema comes back as given, byte for byte. Otherwise BOMs,
+    invisible and odd spaces and smart quotes used as quotes are fixed, then the original
+    system's encoder round-trips are tried; literal `\\uXXXX` sequences and mojibake inside
+    strings are decoded in text that needed those fixes, or where that makes the value fit.
+    Never raises.
     """
     limits = {"max_chars": max_chars, "max_depth": max_depth}
     if not isinstance(text, str):
@@ -1396,10 +1596,8 @@ def unicode_layer(
     schema, problem = _schema_or_reason(schema)
     if problem:
         return Outcome(False, reason=problem)
-    first = _strict_candidate(text, schema, (), limits)
-    if first.ok or first.errors or (first.reason or "").startswith("the JSON value"):
-        return first
-    if len(text) > max_chars:
+    first = _strict_candidate(text, schema, (), limits, as_given=True)
+    if first.ok or first.errors or len(text) > max_chars:
         return first
     fixed = fix_text(text)
     attempts = [(fixed.text, fixed.steps)] if fixed.steps else []
@@ -1408,18 +1606,28 @@ def unicode_layer(
     for candidate, steps in attempts:
         if "ascii round-trip" in steps and not _junk_only(fixed.text, candidate):
             continue
-        last = _strict_candidate(candidate, schema, steps, limits)
+        last = _strict_candidate(candidate, schema, steps, limits, as_given=False)
         if last.ok:
             return last
     return Outcome(False, steps=last.steps, reason=last.reason, errors=last.errors)
 
 
+def _parses(text: str, max_chars: int, max_depth: int) -> bool:
+    try:
+        loads_strict(text, max_chars=max_chars, max_depth=max_depth)
+    except ValueError:
+        return False
+    return True
+
+
+@_bounded
 def parser_layer(
     text: str,
     schema: Any = None,
     *,
     max_chars: int = DEFAULT_MAX_CHARS,
     max_depth: int = DEFAULT_MAX_DEPTH,
+    policy: dict[str, str] | None = None,
 ) -> Outcome:
     """The `parser_fix` layer: extraction, lenient normalisation, json_repair, schema coercion.
 
@@ -1427,7 +1635,8 @@ def parser_layer(
     HTML-escaped variants (`<think>` blocks only as a last resort); each is read strictly,
     then by the normaliser, then by json_repair behind a drift guard. The best candidate
     (fits the schema, carries the most data) wins. ok only for strict JSON that fits the
-    schema. Never raises.
+    schema and whose changes to the data (`Outcome.changes`) the policy does not refuse;
+    `degraded` when it accepts them only as such. Never raises.
     """
     if not isinstance(text, str):
         return Outcome(False, reason=f"expected text, got {type(text).__name__}")
@@ -1443,10 +1652,10 @@ def parser_layer(
     if nesting_depth(body, limit=max_depth) > max_depth:
         return Outcome(False, reason=f"input nests deeper than {max_depth} levels")
     try:
-        pool = _candidates(body, schema)
+        pool = _candidates(body, schema, text_fixes=not _parses(text, max_chars, max_depth))
     except RecursionError:  # pragma: no cover - every parser used is depth-checked first
         return Outcome(False, reason="input nests too deeply to repair")
-    best = pool.best()
+    best = pool.best(policy)
     if best is None:
         why = pool.drift[0] if pool.drift else "no JSON value found in the text"
         return Outcome(False, steps=fixed.steps, reason=why)
@@ -1455,21 +1664,30 @@ def parser_layer(
         return Outcome(False, steps=steps, reason="the repaired value is not strict JSON")
     if not best.fits:
         return Outcome(
-            False, steps=steps, reason=f"no repair fits the schema: {best.errors[0]}", errors=best.errors
+            False, steps=steps, reason=f"no repair fits the schema: {best.errors[0]}", errors=best.errors,
+            changes=best.changes,
         )
-    return Outcome(True, best.value, _dumps(best.value), steps)
+    verdict = disposition(best.changes, policy)
+    if verdict == REFUSE:
+        refused = next(c for c in best.changes if disposition([c], policy) == REFUSE)
+        return Outcome(False, steps=steps, changes=best.changes,
+                       reason=f"the only repair found changes the data ({refused['kind']} at {refused['path']}: "
+                              f"{refused['detail']}), which the policy refuses")
+    return Outcome(True, best.value, _dumps(best.value), steps, changes=best.changes, degraded=verdict == DEGRADE)
 
 
-def repair(text: str, schema: Any = None) -> Any:
+def repair(text: str, schema: Any = None, *, policy: dict[str, str] | None = None) -> Any:
     """unicode_layer, then parser_layer: the repaired value, or ValueError saying why not.
 
-    `schema` is None, a JSON Schema dict or a pydantic model class (InvalidSchema otherwise).
+    `schema` is None, a JSON Schema (dict or boolean) or a pydantic model class (InvalidSchema
+    otherwise). A repair the policy accepts only as degraded (a completed truncated document, by
+    default) is returned too; use the layers for its changes.
     """
     loaded = load_schema(schema)
     first = unicode_layer(text, loaded)
     if first.ok:
         return first.value
-    second = parser_layer(text, loaded)
+    second = parser_layer(text, loaded, policy=policy)
     if second.ok:
         return second.value
     raise ValueError(second.reason)

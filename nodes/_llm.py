@@ -319,7 +319,8 @@ async def check_json(text: str, schema: dict[str, Any] | None, settings: Setting
     from kgot_errors.nodes._validate import json_text
 
     limits = settings.syntax_error_management
-    return await offload(json_text, text, schema, max_chars=limits.max_content_chars, max_depth=limits.max_depth)
+    return await offload(json_text, text, schema, max_chars=limits.max_content_chars, max_depth=limits.max_depth,
+                         policy=limits.changes)
 
 
 async def check_code(text: str) -> Any:

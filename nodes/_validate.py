@@ -14,13 +14,16 @@ if TYPE_CHECKING:  # the repair engine loads on first use, not with the graph
 __all__ = ["json_text", "validate_candidate"]
 
 
-def json_text(text: str, schema: dict[str, Any] | None, *, max_chars: int, max_depth: int) -> Outcome:
+def json_text(text: str, schema: dict[str, Any] | bool | None, *, max_chars: int, max_depth: int,
+              policy: dict[str, str] | None = None) -> Outcome:
     """unicode_fix's, then parser_fix's validators on proposed text (the cheap strict path first; then
-    extraction from fences and prose, repair, schema coercion); ok only for strict JSON that fits the schema."""
+    extraction from fences and prose, repair, schema coercion); ok only for strict JSON that fits the schema
+    and whose changes to the data the policy does not refuse."""
     from kgot_errors.nodes._json import parser_layer, unicode_layer
 
     strict = unicode_layer(text, schema, max_chars=max_chars, max_depth=max_depth)
-    return strict if strict.ok else parser_layer(text, schema, max_chars=max_chars, max_depth=max_depth)
+    return strict if strict.ok else parser_layer(text, schema, max_chars=max_chars, max_depth=max_depth,
+                                                 policy=policy)
 
 
 def validate_candidate(candidate: Any, *, content_kind: str | None, schema: dict[str, Any] | None,
@@ -34,8 +37,8 @@ def validate_candidate(candidate: Any, *, content_kind: str | None, schema: dict
             return _rejected(f"code must be text, not {type(candidate).__name__}"), "ast.parse"
         return code_layer(candidate), "ast.parse"
     if isinstance(candidate, str) and (content_kind == ContentKind.JSON or schema is not None):
-        return json_text(candidate, schema, max_chars=limits.max_content_chars, max_depth=limits.max_depth), \
-            "json+schema"
+        return json_text(candidate, schema, max_chars=limits.max_content_chars, max_depth=limits.max_depth,
+                         policy=limits.changes), "json+schema"
     from kgot_errors.nodes._json import Outcome, is_strict_json
 
     if not is_strict_json(candidate):
@@ -45,9 +48,13 @@ def validate_candidate(candidate: Any, *, content_kind: str | None, schema: dict
     except (TypeError, ValueError) as exc:
         return _rejected(f"not a JSON value: {exc}"), "json"
     if schema is not None:
+        from kgot_errors.errors import InvalidSchema
         from kgot_errors.nodes._schema import schema_errors
 
-        errors = schema_errors(candidate, schema)
+        try:
+            errors = schema_errors(candidate, schema)
+        except InvalidSchema as exc:
+            return _rejected(str(exc)), "json+schema"
         if errors:
             return _rejected("does not fit the schema: " + errors[0], tuple(errors)), "json+schema"
         return Outcome(ok=True, value=candidate, text=text), "json+schema"

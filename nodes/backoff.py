@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import uuid
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -9,13 +11,34 @@ from langgraph.runtime import Runtime
 from kgot_errors.nodes._base import attempt, skip, tries
 from kgot_errors.runtime.breaker import CircuitBreaker
 from kgot_errors.runtime.context import RecoveryContext, context_of
-from kgot_errors.runtime.operations import BackoffPolicy, Failure, argument_error, json_value, run_operation
+from kgot_errors.runtime.operations import (BackoffPolicy, Failure, NotJSON, Wait, argument_error, json_value,
+                                            run_operation)
 from kgot_errors.state import CandidateRecord, ErrorKind, Layer, RecoveryState, RecoveryUpdate, Verdict
 
 __all__ = ["backoff"]
 
 LAYER = Layer.BACKOFF
 VALIDATOR = "operation"
+KEY_ARGUMENT = "idempotency_key"
+"""The keyword an operation names in its signature to receive each call's idempotency key."""
+
+
+def _idempotency_key(call: int) -> str:
+    """`kgot:<thread id>:<call>`: the same for every start of one call of one thread (a thread-less run: a nonce)."""
+    from langgraph.config import get_config
+
+    try:
+        thread = (get_config().get("configurable") or {}).get("thread_id")
+    except RuntimeError:  # called outside a graph run
+        thread = None
+    return f"kgot:{thread or 'run-' + uuid.uuid4().hex}:{call}"
+
+
+def _takes_key(operation: Any) -> bool:
+    try:
+        return KEY_ARGUMENT in inspect.signature(operation).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _retry_after_so_far(state: RecoveryState) -> float | None:
@@ -42,8 +65,16 @@ async def backoff(state: RecoveryState, runtime: Runtime[RecoveryContext]) -> Re
     budget of calls (settings.api_error_management.max_retries, the original included) is
     spent, the failure is not transient (classified by nodes/classify.py), or the circuit
     is open. Each step is checkpointed before the next starts, so a resumed thread goes on
-    with the same try number. A kill during the call itself can repeat that one call
-    (at-least-once); a kill during the wait repeats only the wait.
+    with the same try number; a kill during the wait repeats only the wait.
+
+    Each call takes two steps. The first waits, then records the call as in flight (call number,
+    idempotency key `kgot:<thread>:<call>`, and a token armed in this process); the second makes
+    the call, if this process armed the token, and records its attempt. A second step that finds
+    a token it did not arm knows a process stopped during (or just before) the call: the call's
+    outcome is unknown. By default (`on_outcome_unknown="rerun"`) it re-arms and re-runs the call
+    with the same key, and the attempt says how many earlier starts had an unknown outcome
+    (`evidence["outcome_unknown"]`); with "stop" it records a final failed attempt instead. An
+    operation whose signature names `idempotency_key` receives the key, to deduplicate.
     """
     ctx = context_of(runtime)
     incident = state["incident"]
@@ -65,7 +96,7 @@ async def backoff(state: RecoveryState, runtime: Runtime[RecoveryContext]) -> Re
 
     def record(verdict: Verdict, reason: str, evidence: dict[str, Any], **extra: Any) -> RecoveryUpdate:
         return {"attempts": [attempt(LAYER, state, verdict, reason, started=started, now=ctx.clock(),
-                                     evidence={**facts, **evidence}, **extra)]}
+                                     evidence={**facts, **evidence}, **extra)], "in_flight": None}
 
     problem = argument_error(operation, arguments)
     if problem is not None:
@@ -77,8 +108,27 @@ async def backoff(state: RecoveryState, runtime: Runtime[RecoveryContext]) -> Re
         return record(Verdict.FAILED, f"circuit open: {name!r} is known to be down; no call for {closed_for:.1f} s",
                       {"kind": str(ErrorKind.TRANSIENT), "final": True, "circuit": _circuit(breaker), "calls": 0})
 
-    wait = policy.wait_after(calls_made, _retry_after_so_far(state), ctx.rng)
-    await ctx.sleep(wait.seconds)
+    marker = state.get("in_flight")
+    if not marker or marker.get("call") != calls_made + 1:  # first step of this call: wait, then arm it
+        wait = policy.wait_after(calls_made, _retry_after_so_far(state), ctx.rng)
+        await ctx.sleep(wait.seconds)
+        return {"in_flight": {"call": calls_made + 1, "key": _idempotency_key(calls_made + 1),
+                              "token": ctx.calls.arm(), "unknown": 0, "wait": list(wait)}}
+    wait = Wait(*marker["wait"])
+    facts["idempotency_key"] = marker["key"]
+    if not ctx.calls.claim(marker["token"]):
+        # armed by a process that stopped (or a run that broke) during or just before the call: it may have run
+        unknown = int(marker.get("unknown", 0)) + 1
+        if ctx.settings.api_error_management.on_outcome_unknown == "stop":
+            facts["outcome_unknown"] = {"starts": unknown, "policy": "stop"}
+            return record(Verdict.FAILED, f"call {calls_made + 1}: outcome unknown (the process stopped while it "
+                          f"ran, idempotency key {marker['key']!r}); not re-run (on_outcome_unknown=stop)",
+                          {**wait.evidence(), "kind": str(ErrorKind.TRANSIENT), "final": True})
+        return {"in_flight": {**marker, "unknown": unknown, "token": ctx.calls.arm()}}  # re-armed, then re-run
+    if marker.get("unknown"):
+        facts["outcome_unknown"] = {"starts": int(marker["unknown"]), "policy": "rerun"}
+    if _takes_key(operation) and KEY_ARGUMENT not in arguments:
+        arguments[KEY_ARGUMENT] = marker["key"]
     ticket = breaker.try_acquire() if breaker is not None else None
     if breaker is not None and ticket is None:
         return record(Verdict.FAILED, f"circuit open: {name!r} went down during the wait; not called",
@@ -98,7 +148,11 @@ async def backoff(state: RecoveryState, runtime: Runtime[RecoveryContext]) -> Re
             breaker.settle(ticket, failed=failed)
 
     if failure is None:
-        plain, text, note = json_value(value)
+        try:
+            plain, text, note = json_value(value)
+        except NotJSON as exc:
+            return record(Verdict.FAILED, f"call {calls_made + 1} returned, but {exc}: no proof the operation worked",
+                          {**wait.evidence(), "final": True, "circuit": _circuit(breaker)})
         evidence = {**wait.evidence(), "circuit": _circuit(breaker), "value_note": note}
         update = record(Verdict.RECOVERED, f"the operation returned on call {calls_made + 1}", evidence,
                         validator=VALIDATOR, candidate=text)

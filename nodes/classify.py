@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import builtins
 import json
 import re
 from typing import Literal, NamedTuple
@@ -118,18 +119,111 @@ def _table_row(names: list[str]) -> tuple[str, tuple[_Kind, ContentKind | None]]
     return None
 
 
+_FENCE = re.compile(r"(?:^|\n)[ \t]*(`{3,}|~{3,})[ \t]*([\w+\-.]*)[ \t]*\n(.*?)(?:\n[ \t]*\1|\Z)", re.S)
+_CODE_LINE = re.compile(r"^\s*(def |class |import |from \S+ import |print\(|for .+:|if .+:|while .+:)", re.M)
+_JSON_INSIDE = re.compile(r"[{\[]\s*[\"\u201c'}\]]|\[\s*[-\d{\[]")
+_LEADING_COMMENTS = re.compile(r"(?:\s*(?:/\*.*?\*/|//[^\n]*\n))+\s*", re.S)
+_QUOTES = "\"'`\u201c\u201d\u2018\u2019\u00b4"
+_TRACEBACK_FRAME = re.compile(r'^\s*File "([^"]*)", line \d+.*\n((?:[ \t]+.*\n?)?)', re.M)
+_SNIFF_PARSE_CHARS = 200_000
+
+
+_DATA_NODES = (ast.Expression, ast.Expr, ast.Module, ast.Dict, ast.List, ast.Set, ast.Tuple, ast.Constant, ast.Name,
+               ast.UnaryOp, ast.BinOp, ast.Load, ast.operator, ast.unaryop, ast.JoinedStr, ast.FormattedValue)
+
+
+_BUILTINS = frozenset(dir(builtins))
+
+
+def _python_kind(text: str) -> str | None:
+    """`code` for text that parses as Python and does something (assigns, calls, defines...), `data` for a lone
+    expression of literals (a dict, a list, `"a" + "b"`: a value, not a program), None when it does not parse."""
+    if len(text) > _SNIFF_PARSE_CHARS:
+        return "code" if _CODE_LINE.search(text[:_SNIFF_PARSE_CHARS]) else None
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    if not tree.body:
+        return None
+    for statement in tree.body:  # data: every statement a lone value (JSON lines, too)
+        if not isinstance(statement, ast.Expr):
+            return "code"
+        expr = statement.value
+        if len(tree.body) == 1 and isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) \
+                and expr.func.id not in _BUILTINS and len(expr.args) == 1 and not expr.keywords:
+            expr = expr.args[0]  # JSONP: `callback([...])` wraps a value
+        if not all(isinstance(node, _DATA_NODES) for node in ast.walk(expr)):
+            return "code"
+    return "data"
+
+
+def _is_code(text: str) -> bool:
+    return _python_kind(text) == "code"
+
+
+def _mostly_container(body: str) -> bool:
+    """True if one bracketed span, from the first `{`/`[` to the last `}`/`]`, makes up most of the text."""
+    start = min((i for i in (body.find("{"), body.find("[")) if i >= 0), default=-1)
+    end = max(body.rfind("}"), body.rfind("]"))
+    return start >= 0 and end > start and (end - start + 1) >= 0.8 * len(body) and \
+        body[start] + body[end] in ("{}", "[]")
+
+
+def _parses_as_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
 def sniff_content(content: str | None) -> ContentKind | None:
-    """JSON, Python or plain text, judged from the content alone."""
+    """JSON, Python or plain text, judged from the content alone: content that is or holds JSON is JSON
+    (a JSON document whose strings mention code stays JSON); code is text that parses as Python and is
+    more than a literal, or a ```python block that does."""
     if content is None or not content.strip():
         return None
-    body = content.strip().lstrip("\ufeff")
-    if "```python" in body or "```py\n" in body:
-        return ContentKind.PYTHON
-    if body[:1] in "{[" or "```json" in body or re.search(r"[{\[]\s*\"", body[:2000]):
+    body = content.strip().lstrip("\ufeff").strip()
+    comments = _LEADING_COMMENTS.match(body)
+    if comments and comments.end() < len(body):
+        body = body[comments.end():]  # `/* note */ {...}`: what follows the comments decides
+    if body[:1] in "{[" or (len(body) > 1 and body[0] in _QUOTES and body[-1] in _QUOTES):
         return ContentKind.JSON
-    if re.search(r"^\s*(def |class |import |from \S+ import |print\(|for .+:|if .+:)", body, re.M):
+    fences = [(m.group(2).lower(), m.group(3)) for m in _FENCE.finditer(body[:_SNIFF_PARSE_CHARS])]
+    if any(lang == "json" for lang, _ in fences):
+        return ContentKind.JSON
+    for lang, block in fences:
+        if lang in ("python", "py", "python3"):
+            if _is_code(block):
+                return ContentKind.PYTHON
+            if block.strip()[:1] in "{[":
+                return ContentKind.JSON
+    if len(body) <= _SNIFF_PARSE_CHARS and _parses_as_json(body):
+        return ContentKind.JSON
+    if _mostly_container(body):
+        return ContentKind.JSON  # `callback({...});`, `Answer: [...]`: a value with a little around it
+    python = _python_kind(body)
+    code = python == "code"
+    if not code and (python == "data" or body[:1] == '"' or _JSON_INSIDE.search(body[:_SNIFF_PARSE_CHARS])):
+        return ContentKind.JSON
+    if code or _CODE_LINE.search(body[:_SNIFF_PARSE_CHARS]):
         return ContentKind.PYTHON
     return ContentKind.TEXT
+
+
+def ran_content(traceback: str | None, content: str | None) -> bool:
+    """True if the traceback shows the exception came from running `content`: a frame of code run from a
+    string (`<string>`, `<stdin>`, any `<name>` but the interpreter's frozen modules), or a frame whose
+    source line is a line of the content."""
+    if not traceback or not content:
+        return False
+    lines = {line.strip() for line in content.splitlines() if len(line.strip()) > 3}
+    for m in _TRACEBACK_FRAME.finditer(traceback[-20_000:]):
+        filename, source = m.group(1), m.group(2).strip()
+        if (filename.startswith("<") and not filename.startswith("<frozen")) or (source and source in lines):
+            return True
+    return False
 
 
 def _content_fails(content: str, kind: ContentKind) -> bool:
@@ -153,48 +247,73 @@ class Classification(NamedTuple):
     rule: str  # which rule decided, for the record
 
 
+def content_kind_of(incident: IncidentData, table_kind: ContentKind | None, *,
+                    max_sniff_chars: int = 1_000_000) -> ContentKind | None:
+    """The content's kind from evidence, strongest first: the caller's word, a schema (JSON), a parser's own
+    error (JSONDecodeError: JSON, SyntaxError: Python) unless the content plainly says otherwise, the content.
+    A generic exception type (ValueError, RuntimeError...) is never evidence."""
+    content = incident.get("content")
+    given = incident.get("content_kind")
+    if given:
+        return ContentKind(given)
+    if not content:
+        return None
+    if incident.get("output_schema") is not None:
+        return ContentKind.JSON
+    sniffed = sniff_content(content[:max_sniff_chars])
+    if table_kind is ContentKind.JSON:
+        return ContentKind.JSON
+    if table_kind is ContentKind.PYTHON and sniffed is not ContentKind.JSON:
+        return ContentKind.PYTHON
+    return sniffed
+
+
 def classify_incident(incident: IncidentData, *, max_sniff_chars: int = 1_000_000) -> Classification:
     """Decide the ErrorKind: exception type (most specific first), HTTP status, content, then message text."""
     content = incident.get("content")
-    given_kind = incident.get("content_kind")
-    sniffed = ContentKind(given_kind) if given_kind else sniff_content((content or "")[:max_sniff_chars])
     names = list(incident.get("error_mro") or []) or [incident["error_type"]]
     status = incident.get("status_code")
 
     row = _table_row(names)
+    table_kind = row[1][1] if row is not None and row[1][0] != EXECUTED else None
+    content_kind = content_kind_of(incident, table_kind, max_sniff_chars=max_sniff_chars)
     if row is not None:
-        name, (kind, content_kind) = row
-        content_kind = ContentKind(given_kind) if given_kind else (content_kind if content else None) or sniffed
+        name, (kind, _) = row
         if kind == BY_STATUS:
             by_status = status_kind(status)
             if by_status is not None:
                 return Classification(by_status, content_kind, f"type {name} with status {status}")
             return Classification(ErrorKind.UNKNOWN, content_kind, f"type {name} without a decisive status")
         if kind == EXECUTED:
-            if content and content_kind is ContentKind.PYTHON:
-                return Classification(ErrorKind.EXECUTION, content_kind, f"type {name} raised by code")
+            if content_kind is ContentKind.PYTHON and (
+                incident.get("content_kind") == ContentKind.PYTHON or ran_content(incident.get("traceback"), content)
+            ):
+                return Classification(ErrorKind.EXECUTION, content_kind, f"type {name} raised by running the code")
+        elif kind in (ErrorKind.SYNTAX, ErrorKind.SCHEMA) and content_kind is ContentKind.TEXT:
+            return Classification(ErrorKind(kind), ContentKind.JSON if kind is ErrorKind.SCHEMA else content_kind,
+                                  f"type {name}")
         else:
-            if kind in (ErrorKind.SYNTAX, ErrorKind.SCHEMA) and content_kind is ContentKind.TEXT:
-                content_kind = ContentKind.JSON if kind is ErrorKind.SCHEMA else sniffed
             return Classification(ErrorKind(kind), content_kind, f"type {name}")
 
     by_status = status_kind(status)
     if by_status is not None:
-        return Classification(by_status, sniffed, f"status {status}")
+        return Classification(by_status, content_kind, f"status {status}")
 
-    if content and sniffed in (ContentKind.JSON, ContentKind.PYTHON):
-        if len(content) > max_sniff_chars or _content_fails(content, sniffed):
-            return Classification(ErrorKind.SYNTAX, sniffed, f"content does not parse as {sniffed}")
-        if sniffed is ContentKind.JSON and incident.get("output_schema"):
-            return Classification(ErrorKind.SCHEMA, sniffed, "content parses; checked against the schema")
-        if sniffed is ContentKind.PYTHON:
-            return Classification(ErrorKind.EXECUTION, sniffed, "content is Python that parses")
+    if content and content_kind in (ContentKind.JSON, ContentKind.PYTHON):
+        if len(content) > max_sniff_chars or _content_fails(content, content_kind):
+            return Classification(ErrorKind.SYNTAX, content_kind, f"content does not parse as {content_kind}")
+        if content_kind is ContentKind.JSON:
+            rule = "content parses; checked against the schema" if incident.get("output_schema") is not None \
+                else "content is JSON that parses"
+            return Classification(ErrorKind.SCHEMA if incident.get("output_schema") is not None else ErrorKind.SYNTAX,
+                                  content_kind, rule)
+        return Classification(ErrorKind.EXECUTION, content_kind, "content is Python that parses")
 
     message = incident.get("message") or ""
     for pattern, kind in _MESSAGE_RULES:
         if pattern.search(message[:10_000]):
-            return Classification(kind, sniffed, f"message matches {pattern.pattern[:40]!r}")
-    return Classification(ErrorKind.UNKNOWN, sniffed, "no rule matched")
+            return Classification(kind, content_kind, f"message matches {pattern.pattern[:40]!r}")
+    return Classification(ErrorKind.UNKNOWN, content_kind, "no rule matched")
 
 
 HUMAN_ROUNDS = 100

@@ -32,8 +32,12 @@ def _summary(state: RecoveryState, attempts: list[AttemptRecord]) -> tuple[str, 
     kind = state.get("kind", ErrorKind.UNKNOWN)
     recovered = state.get("recovered")
     if recovered:
-        proof = next((a for a in reversed(attempts) if a["verdict"] == Verdict.RECOVERED), None)
+        proof = next((a for a in reversed(attempts) if a["verdict"] in (Verdict.RECOVERED, Verdict.DEGRADED)), None)
         how = f": {proof['reason']} ({proof['validator']})" if proof else ""
+        if recovered.get("degraded"):
+            kinds = ", ".join(sorted({c["kind"] for c in recovered.get("changes", ())}))
+            return "degraded", f"degraded fix by {recovered['layer']} after {len(attempts)} attempt(s), it changes " \
+                               f"the data ({kinds}; see changes){how}"
         return "recovered", f"recovered by {recovered['layer']} after {len(attempts)} attempt(s){how}"
     escalated = any(a["evidence"].get("escalated") for a in attempts)
     if kind == ErrorKind.PERMANENT and not attempts:
@@ -54,13 +58,14 @@ def build_result(state: RecoveryState) -> dict[str, Any]:
     if notes:
         summary += " [input: " + "; ".join(notes) + "]"
     return {
-        "recovered": bool(recovered),
+        "recovered": bool(recovered) and not recovered.get("degraded"),
         "value": recovered["value"] if recovered else None,
         "text": recovered["text"] if recovered else None,
         "recovered_by": recovered["layer"] if recovered else None,
         "kind": state.get("kind", ErrorKind.UNKNOWN),
         "outcome": outcome,
         "summary": summary,
+        "changes": list(recovered.get("changes", ())) if recovered else [],
         "attempts": attempts,
         "llm_calls": sum(a["llm_calls"] for a in attempts),
         "tokens": sum(a["tokens"] for a in attempts),

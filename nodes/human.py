@@ -7,7 +7,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
-from kgot_errors.nodes._base import attempt
+from kgot_errors.nodes._base import attempt, fix_verdict, proven
 from kgot_errors.nodes._validate import validate_candidate
 from kgot_errors.runtime.context import RecoveryContext, context_of
 from kgot_errors.state import Layer, RecoveryState, RecoveryUpdate, Verdict
@@ -63,8 +63,8 @@ async def human(state: RecoveryState, runtime: Runtime[RecoveryContext]) -> Reco
         return {"attempts": [attempt(LAYER, state, Verdict.FAILED, f"fix rejected: {outcome.reason}",
                                      validator=validator, evidence=evidence, started=started, now=ctx.clock())]}
     return {
-        "attempts": [attempt(LAYER, state, Verdict.RECOVERED, "fix supplied by a person and validated",
+        "attempts": [attempt(LAYER, state, fix_verdict(outcome), "fix supplied by a person and validated",
                              validator=validator, evidence=evidence, candidate=outcome.text, started=started,
                              now=ctx.clock())],
-        "recovered": {"layer": str(LAYER), "value": outcome.value, "text": outcome.text or ""},
+        "recovered": proven(LAYER, outcome),
     }

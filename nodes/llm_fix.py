@@ -25,7 +25,7 @@ from langgraph.cache.base import BaseCache, FullKey, Namespace
 from langgraph.runtime import Runtime
 
 from kgot_errors.nodes import _prompts
-from kgot_errors.nodes._base import NO_MODEL, recorder, tries
+from kgot_errors.nodes._base import NO_MODEL, fix_verdict, proven, recorder, tries
 from kgot_errors.nodes._llm import Answer, ask, budget, check_code, check_json, feedback_of
 from kgot_errors.runtime.context import RecoveryContext, context_of
 from kgot_errors.runtime.model import model_identity
@@ -201,6 +201,8 @@ async def llm_fix(state: RecoveryState, runtime: Runtime[RecoveryContext]) -> Re
                       validator=validator, evidence=evidence, **spent)
     reason = "the model's answer validates" + (f" after {', '.join(out.steps)}" if out.steps else "")
     return {
-        **record(Verdict.RECOVERED, reason, validator=validator, evidence=evidence, **{**spent, "candidate": out.text}),
-        "recovered": {"layer": str(LAYER), "value": out.value, "text": out.text or ""},
+        **record(fix_verdict(out), reason, validator=validator,
+                 evidence={**evidence, **({"changes": list(out.changes)} if getattr(out, "changes", ()) else {})},
+                 **{**spent, "candidate": out.text}),
+        "recovered": proven(LAYER, out),
     }

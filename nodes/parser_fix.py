@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
-from kgot_errors.nodes._base import attempt, offload
+from kgot_errors.nodes._base import attempt, fix_verdict, offload, proven
 from kgot_errors.runtime.context import RecoveryContext, context_of
 from kgot_errors.state import ContentKind, Layer, RecoveryState, RecoveryUpdate, Verdict
 
@@ -32,19 +32,22 @@ async def parser_fix(state: RecoveryState, runtime: Runtime[RecoveryContext]) ->
         from kgot_errors.nodes._json import parser_layer
 
         out = await offload(parser_layer, text, state["incident"].get("output_schema"),
-                            max_chars=limits.max_content_chars, max_depth=limits.max_depth)
+                            max_chars=limits.max_content_chars, max_depth=limits.max_depth, policy=limits.changes)
         validator = "json+schema"
     else:
         return {"attempts": [attempt(LAYER, state, Verdict.SKIPPED,
                                      f"content is {kind or 'empty'}: nothing a parser can validate",
                                      started=started, now=ctx.clock())]}
-    evidence = {"steps": list(out.steps), "errors": list(out.errors)}
+    evidence = {"steps": list(out.steps), "errors": list(out.errors),
+                **({"changes": list(out.changes)} if getattr(out, "changes", ()) else {})}
     if not out.ok:
         return {"attempts": [attempt(LAYER, state, Verdict.FAILED, out.reason or "does not validate",
                                      validator=validator, evidence=evidence, started=started, now=ctx.clock())]}
     reason = "valid as given" if not out.steps else "valid after " + ", ".join(out.steps)
+    if getattr(out, "degraded", False):
+        reason = "degraded: " + reason + " (it changes the data: see evidence.changes)"
     return {
-        "attempts": [attempt(LAYER, state, Verdict.RECOVERED, reason, validator=validator, evidence=evidence,
+        "attempts": [attempt(LAYER, state, fix_verdict(out), reason, validator=validator, evidence=evidence,
                              candidate=out.text, started=started, now=ctx.clock())],
-        "recovered": {"layer": str(LAYER), "value": out.value, "text": out.text or ""},
+        "recovered": proven(LAYER, out),
     }

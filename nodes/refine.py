@@ -31,10 +31,10 @@ from langgraph.runtime import Runtime
 
 from kgot_errors.errors import SandboxError
 from kgot_errors.nodes import _prompts
-from kgot_errors.nodes._base import NO_MODEL, recorder
+from kgot_errors.nodes._base import NO_MODEL, fix_verdict, proven, recorder
 from kgot_errors.nodes._llm import Answer, ask, budget, check_code, check_json, feedback_of, fingerprint
 from kgot_errors.runtime.context import RecoveryContext, context_of
-from kgot_errors.runtime.operations import Failure, argument_error, call_operation, json_value
+from kgot_errors.runtime.operations import Failure, NotJSON, argument_error, call_operation, json_value
 from kgot_errors.state import ContentKind, ErrorKind, Layer, RecoveryState, RecoveryUpdate, Verdict
 
 __all__ = ["Proof", "mark", "parse_candidate", "prove", "refine", "revision_request", "revision_target"]
@@ -127,6 +127,8 @@ class Proof:
     text: str | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
     broken: bool = False  # the validator itself could not run (e.g. the sandbox failed)
+    changes: tuple[dict[str, str], ...] = ()  # what the fix did to the data (JSON targets)
+    degraded: bool = False  # accepted only as degraded
 
 
 async def parse_candidate(target: str, text: str, request: Mapping[str, Any], ctx: RecoveryContext) -> Proof:
@@ -144,8 +146,8 @@ async def parse_candidate(target: str, text: str, request: Mapping[str, Any], ct
     if not out.ok:
         why = f"the answer does not validate: {out.reason or 'invalid'}"
         return Proof(False, why, "json+schema", evidence=evidence)
-    return Proof(True, "valid JSON" + (" that fits the schema" if schema else ""), "json+schema", out.value, out.text,
-                 evidence)
+    return Proof(True, "valid JSON" + (" that fits the schema" if schema is not None else ""), "json+schema",
+                 out.value, out.text, evidence, changes=tuple(out.changes), degraded=out.degraded)
 
 
 async def prove(target: str, text: str, request: Mapping[str, Any], ctx: RecoveryContext,
@@ -208,7 +210,11 @@ async def _call_again(parsed: Proof, request: Mapping[str, Any], ctx: RecoveryCo
         failure = Failure.of(exc)
         return Proof(False, f"{name} failed again: {failure.error_type}: {failure.message}", "operation re-run",
                      evidence={**parsed.evidence, "operation_error": failure.evidence()})
-    value, text, note = json_value(result)
+    try:
+        value, text, note = json_value(result)
+    except NotJSON as exc:
+        return Proof(False, f"{name} returned, but {exc}", "operation re-run",
+                     evidence={**parsed.evidence, "arguments": arguments})
     evidence = {**parsed.evidence, "arguments": arguments, **({"note": note} if note else {})}
     return Proof(True, f"{name} returned with the revised arguments", "operation re-run", value, text, evidence)
 
@@ -253,7 +259,7 @@ async def refine(state: RecoveryState, runtime: Runtime[RecoveryContext]) -> Rec
         return record(Verdict.FAILED, proof.reason, validator=proof.validator, candidate=candidate, evidence=evidence,
                       **spent)
     return {
-        **record(Verdict.RECOVERED, proof.reason, validator=proof.validator, candidate=proof.text, evidence=evidence,
-                 **spent),
-        "recovered": {"layer": str(LAYER), "value": proof.value, "text": proof.text or ""},
+        **record(fix_verdict(proof), proof.reason, validator=proof.validator, candidate=proof.text,
+                 evidence=evidence, **spent),
+        "recovered": proven(LAYER, proof),
     }

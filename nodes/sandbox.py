@@ -5,7 +5,7 @@ from __future__ import annotations
 from langgraph.runtime import Runtime
 
 from kgot_errors.errors import SandboxUnavailable
-from kgot_errors.nodes._base import attempt, skip
+from kgot_errors.nodes._base import attempt, proven, skip
 from kgot_errors.runtime.context import RecoveryContext, context_of
 from kgot_errors.state import ContentKind, Layer, RecoveryState, RecoveryUpdate, Verdict
 
@@ -37,4 +37,4 @@ async def sandbox(state: RecoveryState, runtime: Runtime[RecoveryContext]) -> Re
                      candidate=proof.text if proof.ok else None, started=started, now=ctx.clock())
     if not proof.ok:
         return {"attempts": [record]}
-    return {"attempts": [record], "recovered": {"layer": str(LAYER), "value": proof.value, "text": proof.text or ""}}
+    return {"attempts": [record], "recovered": proven(LAYER, proof)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
-from kgot_errors.nodes._base import attempt, offload
+from kgot_errors.nodes._base import attempt, offload, proven
 from kgot_errors.runtime.context import RecoveryContext, context_of
 from kgot_errors.state import ContentKind, Layer, RecoveryState, RecoveryUpdate, Verdict
 
@@ -29,7 +29,7 @@ async def unicode_fix(state: RecoveryState, runtime: Runtime[RecoveryContext]) -
                                      started=started, now=ctx.clock())]}
     limits = ctx.settings.syntax_error_management
     out = await offload(unicode_layer, text, state["incident"].get("output_schema"),
-                        max_chars=limits.max_content_chars, max_depth=limits.max_depth)
+                        max_chars=limits.max_content_chars, max_depth=limits.max_depth, policy=limits.changes)
     evidence = {"steps": list(out.steps), "errors": list(out.errors)}
     if not out.ok:
         return {"attempts": [attempt(LAYER, state, Verdict.FAILED, out.reason or "does not validate",
@@ -39,5 +39,5 @@ async def unicode_fix(state: RecoveryState, runtime: Runtime[RecoveryContext]) -
     return {
         "attempts": [attempt(LAYER, state, Verdict.RECOVERED, reason, validator="json+schema",
                              evidence=evidence, candidate=out.text, started=started, now=ctx.clock())],
-        "recovered": {"layer": str(LAYER), "value": out.value, "text": out.text},
+        "recovered": proven(LAYER, out),
     }

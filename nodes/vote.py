@@ -27,7 +27,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from kgot_errors.nodes import _prompts
-from kgot_errors.nodes._base import NO_MODEL, recorder
+from kgot_errors.nodes._base import NO_MODEL, fix_verdict, proven, recorder
 from kgot_errors.nodes._llm import Answer, Budget, ask, budget
 from kgot_errors.nodes.refine import Proof, parse_candidate, prove, revision_request, revision_target
 from kgot_errors.runtime.context import RecoveryContext, context_of
@@ -124,7 +124,8 @@ def tally(ballots: Sequence[Mapping[str, Any]]) -> Tally:
 
 
 def _vote(key: str | None, proof: Proof, *, valid: bool, **extra: Any) -> dict[str, Any]:
-    return {"key": key, "value": proof.value, "text": proof.text, "valid": valid, "reason": proof.reason, **extra}
+    return {"key": key, "value": proof.value, "text": proof.text, "valid": valid, "reason": proof.reason,
+            **({"changes": list(proof.changes), "degraded": proof.degraded} if proof.changes else {}), **extra}
 
 
 async def _ballot(target: str, text: str, request: Mapping[str, Any], ctx: RecoveryContext) -> dict[str, Any]:
@@ -198,7 +199,8 @@ async def _winner_proof(poll: Mapping[str, Any], ballot: Mapping[str, Any], ctx:
     validator = {"json": "json+schema", "python": "sandbox" if poll["request"].get("run") else "ast.parse"}[target]
     if not ballot["valid"]:
         return Proof(False, ballot["reason"], validator, evidence=({"run": ballot["run"]} if ballot.get("run") else {}))
-    return Proof(True, ballot["reason"], validator, ballot["value"], ballot["text"])
+    return Proof(True, ballot["reason"], validator, ballot["value"], ballot["text"],
+                 changes=tuple(ballot.get("changes", ())), degraded=bool(ballot.get("degraded")))
 
 
 async def vote(state: RecoveryState, runtime: Runtime[RecoveryContext]) -> RecoveryUpdate:
@@ -240,7 +242,7 @@ async def vote(state: RecoveryState, runtime: Runtime[RecoveryContext]) -> Recov
     reason = f"{count.table[0]['votes']} of {count.valid_votes} valid votes ({count.share:.0%}) for an answer that " \
              f"passes {proof.validator}"
     return {
-        **record(Verdict.RECOVERED, reason, validator=proof.validator, candidate=proof.text, evidence=evidence,
+        **record(fix_verdict(proof), reason, validator=proof.validator, candidate=proof.text, evidence=evidence,
                  **spent),
-        "recovered": {"layer": str(LAYER), "value": proof.value, "text": proof.text or ""},
+        "recovered": proven(LAYER, proof),
     }

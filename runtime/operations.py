@@ -36,6 +36,7 @@ from kgot_errors.state import ErrorKind, Incident
 __all__ = [
     "BackoffPolicy",
     "Failure",
+    "NotJSON",
     "OperationTimeout",
     "Wait",
     "argument_error",
@@ -148,17 +149,23 @@ def _in_thread(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, 
     return future
 
 
+class NotJSON(ValueError):
+    """An operation returned a value strict JSON cannot carry (an object, bytes, NaN, a cycle, a lone surrogate)."""
+
+
 def json_value(value: Any) -> tuple[Any, str, str | None]:
     """`(plain, text, note)`: the value as checkpoint-safe JSON data, its JSON text, and what changed.
 
-    Non-JSON values (objects, bytes, NaN) become their repr and `note` says so; values JSON
-    reshapes (tuples to lists, non-string keys to strings) are kept reshaped and `note` says so.
+    A value strict JSON cannot carry raises NotJSON (a re-run that returns one proves nothing);
+    values JSON reshapes (tuples to lists, non-string keys to strings) are kept reshaped and
+    `note` says so.
     """
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as exc:
-        shown = repr(value)
-        return shown, shown, f"return value is not JSON ({type(exc).__name__}: {exc}); its repr was recorded"
+        text.encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
+        raise NotJSON(f"the return value ({type(value).__name__}) is not strict JSON: {type(exc).__name__}: "
+                      f"{str(exc)[:200]}") from None
     plain = json.loads(text)
     if plain != value or type(plain) is not type(value):
         return plain, text, f"return value of type {type(value).__name__} was stored as its JSON form"

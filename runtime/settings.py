@@ -54,6 +54,10 @@ class SyntaxSettings(_Group):
     correction_cache_ttl: int = Field(3600, ge=0, description="seconds a cached llm_fix correction lives")
     max_content_chars: int = Field(8_000_000, ge=1, description="larger content is refused, not parsed")
     max_depth: int = Field(512, ge=1, le=10_000, description="deeper nesting is refused, not parsed")
+    changes: dict[Literal["coerced", "added", "removed", "truncated"], Literal["accept", "degrade", "refuse"]] = Field(
+        default_factory=lambda: {"coerced": "accept", "truncated": "degrade", "added": "refuse", "removed": "refuse"},
+        description="what a repair may do to the data: `accept` (recovered), `degrade` (outcome degraded, the "
+                    "changes listed) or `refuse` (no fix), per kind of change; kinds not given keep their default")
 
 
 class ApiSettings(_Group):
@@ -69,6 +73,9 @@ class ApiSettings(_Group):
     circuit_breaker_reset_seconds: float = Field(30.0, ge=0)
     operation_timeout_seconds: float = Field(60.0, gt=0, description="one call of a registered operation; a call "
                                              "still running then is a failed (transient) attempt")
+    on_outcome_unknown: Literal["rerun", "stop"] = Field(
+        "rerun", description="a call recorded in flight by a process that stopped: run it again with the same "
+        "idempotency key (rerun), or end the retries there (stop); either way the attempt says so")
 
     @model_validator(mode="after")
     def _waits_ordered(self) -> ApiSettings:

@@ -43,7 +43,7 @@ class IncidentData(TypedDict, total=False):
     retry_after: float | None
     content: str | None
     content_kind: str | None
-    output_schema: dict[str, Any] | None
+    output_schema: dict[str, Any] | bool | None
     prompt: str | None
     expected_output: str | None
     operation: str | None
@@ -116,7 +116,7 @@ class Incident(BaseModel):
     retry_after: float | None = Field(default=None, ge=0)
     content: str | None = None
     content_kind: ContentKind | None = None
-    output_schema: dict[str, Any] | None = None
+    output_schema: dict[str, Any] | bool | None = None
     prompt: str | None = None
     expected_output: str | None = None
     operation: str | None = None

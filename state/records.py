@@ -49,6 +49,7 @@ class Verdict(StrEnum):
     """How one try of one layer ended. Only a validator can make it `recovered`."""
 
     RECOVERED = "recovered"
+    DEGRADED = "degraded"  # a fix the policy accepts only with a mark: it changed the data (see `changes`)
     FAILED = "failed"
     SKIPPED = "skipped"  # the layer could not run here (no model, no sandbox, not its kind)
     ERROR = "error"  # the layer itself broke (a bug or broken infrastructure)
@@ -69,12 +70,14 @@ class AttemptRecord(TypedDict):
     tokens: int
 
 
-class CandidateRecord(TypedDict):
+class CandidateRecord(TypedDict, total=False):
     """A value some layer proposed and a validator accepted (plain data)."""
 
     layer: str
     value: Any
     text: str
+    changes: list[dict[str, str]]  # what the fix did to the data: {"kind", "path", "detail"}
+    degraded: bool  # accepted only as degraded (the policy's word on `changes`)
 
 
 class Attempt(BaseModel):

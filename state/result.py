@@ -14,10 +14,13 @@ __all__ = ["RecoveryResult"]
 class RecoveryResult(BaseModel):
     """How one incident ended.
 
-    `recovered` is True only when a validator proved the fix; `value` is then the repaired
-    value (a JSON value, code text, or an operation's return value) and `recovered_by` the
-    layer that proved it. `summary` says in one line what happened; `attempts` is the whole
-    audit trail.
+    `recovered` is True only when a validator proved the fix and it kept the data as it was
+    (lossless coercions aside); `value` is then the repaired value (a JSON value, code text, or
+    an operation's return value) and `recovered_by` the layer that proved it. A fix the policy
+    accepts only as `degraded` (by default: a completed truncated document) has `recovered=False`,
+    `outcome="degraded"`, its `value`, and `changes` listing what it did to the data (kind
+    `coerced`/`added`/`removed`/`truncated`, the JSON path, a detail). `summary` says in one line
+    what happened; `attempts` is the whole audit trail.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -27,9 +30,10 @@ class RecoveryResult(BaseModel):
     text: str | None = None
     recovered_by: Layer | None = None
     kind: ErrorKind
-    outcome: str  # "recovered" | "not_recovered" | "escalated"
+    outcome: str  # "recovered" | "degraded" | "not_recovered" | "escalated"
     summary: str
     attempts: list[Attempt]
+    changes: list[dict[str, str]] = []
     thread_id: str | None = None
     llm_calls: int = 0
     tokens: int = 0

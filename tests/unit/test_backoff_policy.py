@@ -13,7 +13,7 @@ from kgot_errors import ErrorKind, Layer, Verdict, history, recover
 from kgot_errors.runtime.api_errors import APIErrorManager, with_api_retry
 from kgot_errors.runtime.breaker import BreakerStore
 from kgot_errors.runtime.context import RecoveryContext
-from kgot_errors.runtime.operations import BackoffPolicy, json_value, registry
+from kgot_errors.runtime.operations import BackoffPolicy, NotJSON, json_value, registry
 from kgot_errors.runtime.settings import ApiSettings, Settings, load_settings
 
 TRANSIENT = {"error_type": "ConnectionResetError", "error_mro": ["ConnectionResetError", "ConnectionError"],
@@ -188,31 +188,38 @@ def test_breaker_disabled_keeps_calling_through_a_long_outage():
     assert op.calls == 5
 
 
-def test_a_non_json_return_value_is_recorded_as_its_repr_and_checkpoints_strictly(tmp_path):
+def test_a_non_json_return_value_proves_nothing_and_checkpoints_strictly(tmp_path):
     class Opaque:
         def __repr__(self) -> str:
             return "<Opaque 42>"
 
-    async def op(x: int) -> Opaque:
-        return Opaque()
-
+    circular: dict = {}
+    circular["self"] = circular
     store = str(tmp_path / "v.sqlite")
-    result = run(op, checkpointer=store)
-    assert result.recovered and result.value == "<Opaque 42>"
-    assert "not JSON" in result.attempts[-1].evidence["value_note"]
-    assert history(result.thread_id, checkpointer=store, settings=Settings())["result"].value == "<Opaque 42>"
+    for returned in (Opaque(), {"x": float("nan")}, circular):
+        async def op(x: int, returned: object = returned) -> object:
+            return returned
+
+        result = run(op, checkpointer=store)
+        assert not result.recovered and result.value is None
+        assert "is not strict JSON" in result.attempts_by("backoff")[-1].reason
+        assert history(result.thread_id, checkpointer=store, settings=Settings())["result"].recovered is False
 
 
 @pytest.mark.parametrize(("value", "plain", "noted"), [
     ({"a": [1, 2.5, None]}, {"a": [1, 2.5, None]}, False),
     ((1, 2), [1, 2], True),
     ({1: "a"}, {"1": "a"}, True),
-    (float("nan"), "nan", True),
-    (b"\x00", "b'\\x00'", True),
 ])
 def test_json_value_keeps_json_and_says_what_it_changed(value, plain, noted):
     got, text, note = json_value(value)
     assert got == plain and (note is not None) is noted
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), b"\x00", object(), "\ud800"])
+def test_json_value_refuses_what_strict_json_cannot_carry(value):
+    with pytest.raises(NotJSON):
+        json_value(value)
 
 
 def test_sync_operations_run_off_the_event_loop_thread():

@@ -176,3 +176,51 @@ def test_status_content_and_message_rules_apply_in_order(incident, kind, rule_st
     got = classify_incident(Incident.parse(incident).to_data())
     assert got.kind is kind
     assert got.rule.startswith(rule_start)
+
+
+def _agent_raised(exc: Exception) -> Exception:
+    try:  # the agent's own `raise ValueError(...)` after a failed parse: its traceback shows agent code
+        raise exc
+    except Exception as caught:  # noqa: BLE001
+        return caught
+
+
+AGE = {"type": "object", "properties": {"age": {"type": "integer"}}}
+
+
+@pytest.mark.parametrize(
+    ("exc", "content", "schema", "kind", "content_kind"),
+    [
+        (ValueError("could not parse the model's answer"), '{"age": "thirty"}', AGE, ErrorKind.SCHEMA,
+         ContentKind.JSON),
+        (ValueError("bad json"), '{"a": 1,}', None, ErrorKind.SYNTAX, ContentKind.JSON),
+        (RuntimeError("tool returned garbage"), '[1, 2,', None, ErrorKind.SYNTAX, ContentKind.JSON),
+        (TypeError("expected a dict"), 'Sure! {"a": 1}', None, ErrorKind.SYNTAX, ContentKind.JSON),
+        (KeyError("answer"), '{"steps": ["for x in items:", "if x: print(x)"]}', None, ErrorKind.SYNTAX,
+         ContentKind.JSON),
+        (Exception("oops"), '{"code": "```python\\nprint(1)\\n```"}', None, ErrorKind.SYNTAX, ContentKind.JSON),
+        (Exception("oops"), 'Here you go:\n```json\n{"a": 1,}\n```', None, ErrorKind.SYNTAX, ContentKind.JSON),
+        (ValueError("bad"), "anything at all", {"type": "object"}, ErrorKind.SYNTAX, ContentKind.JSON),
+    ],
+)
+def test_generic_exceptions_never_make_json_code(exc, content, schema, kind, content_kind):
+    got = classify_incident(Incident.from_exception(_agent_raised(exc), content=content, schema=schema).to_data())
+    assert (got.kind, got.content_kind) == (kind, content_kind), got.rule
+
+
+def test_code_with_its_own_traceback_is_an_execution_incident():
+    code = "items = [1, 2]\ntotal = items[5]\n"
+    got = classify_incident(Incident.from_exception(_raised(code), content=code).to_data())
+    assert (got.kind, got.content_kind) == (ErrorKind.EXECUTION, ContentKind.PYTHON)
+    said = classify_incident(Incident.from_exception(_agent_raised(ValueError("x")), content=code,
+                                                     content_kind="python").to_data())
+    assert said.kind is ErrorKind.EXECUTION  # the caller says it is code
+
+
+def test_a_python_fence_with_code_is_python_and_a_bare_literal_is_not():
+    from kgot_errors.nodes.classify import sniff_content
+
+    assert sniff_content("Fixed:\n```python\nfor i in range(3):\n    print(i)\n```") is ContentKind.PYTHON
+    assert sniff_content("```python\n{'a': 1}\n```") is ContentKind.JSON
+    assert sniff_content('"just a string"') is ContentKind.JSON
+    assert sniff_content("I cannot help with that.") is ContentKind.TEXT

@@ -89,8 +89,6 @@ UNICODE_OK = [
     # (input, expected value, expected steps)
     ('{"a": 1, "b": [true, null]}', {"a": 1, "b": [True, None]}, ()),
     ('{"url": "https://x.org/?q=1&x=\\\\u0041"}', {"url": "https://x.org/?q=1&x=\\u0041"}, ()),
-    ('{"name": "S\\\\u00f8ren"}', {"name": "S\u00f8ren"}, ("decoded literal \\uXXXX escapes",)),
-    ('{"name": "S\u00c3\u00b8ren"}', {"name": "S\u00f8ren"}, ("fixed mojibake (ftfy)",)),
     ("\ufeff\ufeff[1, 2]", [1, 2], ("removed BOM",)),
     ('{"a":\u200b"x"}', {"a": "x"}, ("removed zero-width characters and odd spaces outside strings",)),
     ("{\u201ca\u201d: \u201cb\u201d}", {"a": "b"}, ("replaced smart quotes used as JSON quotes",)),
@@ -104,7 +102,40 @@ def test_unicode_layer_recovers_unicode_damage_only(text: str, value: Any, steps
     assert out.ok, out.reason
     assert same_json(out.value, value)
     assert out.steps == steps
-    assert out.text == json.dumps(out.value, ensure_ascii=False)
+    assert out.text == (text if not steps else json.dumps(out.value, ensure_ascii=False))
+
+
+# Strict JSON that fits comes back byte for byte: a literal backslash-u, text that looks like
+# mojibake, C1 controls, a Windows path or a regex in a string are data, not damage.
+VALID_AS_GIVEN = [
+    r'{"name": "S\\u00f8ren"}',
+    r'{"v":"C:\\users\\u1234\\docs"}',
+    '{"name": "S\u00c3\u00b8ren"}',
+    '{"c1": "\u0080\u0093 x", "re": "^\\\\d+\\\\.\\\\w*$"}',
+    r'"{\"a\": 1}"',
+    '  [1,   2.50, 1E3]\n',
+]
+
+
+@pytest.mark.parametrize("text", VALID_AS_GIVEN)
+def test_valid_input_comes_back_byte_for_byte(text: str) -> None:
+    out = unicode_layer(text)
+    assert out.ok and out.steps == () and out.changes == ()
+    assert out.text == text
+    assert same_json(out.value, json.loads(text))
+
+
+@pytest.mark.parametrize("text", ['{"k":[-6E58585,1e999]}', '[1e400]', '{"a": NaN}'])
+def test_numbers_beyond_a_double_or_nan_are_not_strict_json(text: str) -> None:
+    assert not unicode_layer(text).ok
+    out = parser_layer(text)
+    assert is_strict_json(out.value)
+
+
+def test_text_fixes_inside_strings_apply_only_where_they_make_the_value_fit() -> None:
+    schema = {"type": "object", "properties": {"name": {"type": "string", "pattern": "^S\u00f8ren$"}}}
+    out = unicode_layer('{"name": "S\u00c3\u00b8ren"}', schema)
+    assert out.ok and out.value == {"name": "S\u00f8ren"} and out.steps == ("fixed mojibake (ftfy)",)
 
 
 @pytest.mark.parametrize(
@@ -114,7 +145,6 @@ def test_unicode_layer_recovers_unicode_damage_only(text: str, value: Any, steps
         ("```json\n{}\n```", "not strict JSON"),
         ('{"a": 1,}', "not strict JSON"),
         ("I cannot help with that.", "not strict JSON"),
-        ('"{\\"a\\": 1}"', "JSON document encoded as a string"),
         ("", "not strict JSON"),
     ],
 )
@@ -237,12 +267,10 @@ SYNTAX = [
     ('["a" "b" "c" 1', ["a", "b", "c", 1]),
     ('{"a":2,"b":3,...,"z":26}', {"a": 2, "b": 3, "z": 26}),
     ("[1, 2, ... , 3]", [1, 2, 3]),
-    ('{"a":,"b":2}', {"a": "", "b": 2}),
     ('{greeting: hello world\nnext: "line"}', {"greeting": "hello world", "next": "line"}),
     ("[a,b\nc]", ["a", "b", "c"]),
     ('{ "words": abcdef", "numbers": 12345", "w2": ghijkl" }', {"words": "abcdef", "numbers": 12345, "w2": "ghijkl"}),
     ('{"a":"foo",b":"bar"}', {"a": "foo", "b": "bar"}),
-    ('{"a": 1, COMMENT "b": 2}', {"a": 1, "b": 2}),
     ("{'k1', 'k2'}", ["k1", "k2"]),
     ("((1, 2), (3, 4))", [[1, 2], [3, 4]]),
     ('("x")', "x"),
@@ -323,15 +351,49 @@ def test_parser_layer_picks_the_document_that_fits_the_schema() -> None:
     ("text", "expected"),
     [
         ('{"event": "x", "date": "d", "n": "7"}', {"event": "x", "date": "d", "n": 7}),
-        ('{"data": {"event": "x", "date": "d"}}', {"event": "x", "date": "d"}),
         ('```json\n{"event": "x", "date": "d", "n": "3",}\n```', {"event": "x", "date": "d", "n": 3}),
-        ('{ "event": , "date": "d", "n": }', {"event": "", "date": "d", "n": 0}),  # json_repair's schema mode
     ],
 )
 def test_parser_layer_coerces_to_the_schema(text: str, expected: Any) -> None:
     out = parser_layer(text, EVENT)
     assert out.ok, out.reason
     assert same_json(out.value, expected)
+
+
+# (text, schema, kind of the change the policy refuses): invented or deleted data is no fix.
+REFUSED = [
+    ('{"a":,"b":2}', None, "added"),
+    ('{"a": 1, COMMENT "b": 2}', None, "removed"),
+    ('{"data": {"event": "x", "date": "d"}}', EVENT, "removed"),
+    ('{ "event": , "date": "d", "n": }', EVENT, "added"),
+    ("true", {"type": "string"}, None),
+    ("35", {"allOf": [{"maximum": 30}, {"minimum": 20}]}, None),
+    ('The answer: "quarterly summary 2"', {"type": "integer"}, None),
+    ('{"a": 1, "extra": "x"}', {"type": "object", "additionalProperties": False}, "removed"),
+    ('{"n": 5}', {"type": "object", "properties": {"n": {"type": "array"}}}, "added"),
+]
+
+
+@pytest.mark.parametrize(("text", "schema", "kind"), REFUSED)
+def test_parser_layer_refuses_repairs_that_invent_or_delete_data(text: str, schema: Any, kind: str | None) -> None:
+    out = parser_layer(text, schema)
+    assert not out.ok and out.value is None
+    if kind is not None:
+        assert any(c["kind"] == kind for c in out.changes), out.changes
+        assert "policy refuses" in (out.reason or "")
+    lenient = parser_layer(text, schema, policy={"added": "degrade", "removed": "degrade"})
+    if kind is not None:
+        assert lenient.ok and lenient.degraded and lenient.changes
+
+
+def test_truncated_documents_are_completed_only_as_degraded() -> None:
+    out = parser_layer('{"items": [1, 2, 3], "note": "cut of')
+    assert out.ok and out.degraded
+    assert {c["kind"] for c in out.changes} == {"truncated"}
+    clean = parser_layer('{"a": 1,}')
+    assert clean.ok and not clean.degraded and clean.changes == ()
+    coerced = parser_layer('{"event": "x", "date": "d", "n": "7"}', EVENT)
+    assert coerced.ok and not coerced.degraded and [c["kind"] for c in coerced.changes] == ["coerced"]
 
 
 def test_parser_layer_reports_schema_errors_when_nothing_fits() -> None:
@@ -492,7 +554,7 @@ def corpus_scores() -> tuple[dict[str, list[int]], int, int, int, int]:
 def test_corpus_headline_figures(corpus_scores: tuple) -> None:
     per_category, exact, scored, valid, total = corpus_scores
     assert exact / scored >= 0.88, f"exact {exact}/{scored}"
-    assert valid / total >= 0.98, f"valid {valid}/{total}"
+    assert valid / total >= 0.97, f"valid {valid}/{total}"  # refusals of invented or deleted data count as fails
     hits, n = per_category["valid_control"]
     assert hits == n, f"valid_control {hits}/{n}"
 
@@ -500,5 +562,7 @@ def test_corpus_headline_figures(corpus_scores: tuple) -> None:
 def test_corpus_no_category_below_json_repair(corpus_scores: tuple) -> None:
     ours = corpus_scores[0]
     theirs = _run(lambda text, schema: json_repair.loads(text))[0]
-    worse = {c: (ours[c], theirs[c]) for c in ours if ours[c][0] / ours[c][1] < theirs[c][0] / theirs[c][1]}
+    # json_repair's convention for a missing value is to invent one (""); ours is to refuse it
+    worse = {c: (ours[c], theirs[c]) for c in ours
+             if ours[c][0] / ours[c][1] < theirs[c][0] / theirs[c][1] and c != "missing_value"}
     assert not worse, worse
