@@ -14,7 +14,9 @@ call's arguments bound to parameter names (so backoff can re-run it), and recove
 returns the recovered value: the re-run's own return value when backoff or refine proved
 the fix by calling it again, else the repaired JSON value (validated into the pydantic
 model when `schema` is one). When no validator proved a fix it raises RecoveryFailed,
-whose `.result` is the RecoveryResult and whose `__cause__` is the original exception.
+whose `.result` is the RecoveryResult and whose `__cause__` is the original exception. The
+results it hands out (`on_result`, RecoveryFailed) are TypedResults: `.parsed` is the value
+as the schema's model instance.
 
 Arguments must be JSON to travel in the checkpointed incident. A call with other arguments
 (objects, bytes, open files) is still recovered from its content, but backoff cannot re-run
@@ -35,10 +37,10 @@ from typing import Any, TypeVar, overload
 from kgot_errors.errors import RecoveryFailed
 from kgot_errors.graph.recover import DEFAULT
 from kgot_errors.integration._run import Options, arun, run
+from kgot_errors.integration.typed import typed
 from kgot_errors.runtime.context import RecoveryContext
 from kgot_errors.runtime.settings import Settings
 from kgot_errors.state import Layer, RecoveryResult
-from pydantic import BaseModel
 
 __all__ = ["Call", "guard"]
 
@@ -181,16 +183,14 @@ class _Guard:
         return call, {"operation": self.name, "arguments": call.arguments}
 
     def _outcome(self, result: RecoveryResult, call: Call, exc: BaseException) -> Any:
+        result = typed(result, self.options.schema)  # `parsed`: the model instance, as returned below
         if self.on_result is not None:
             self.on_result(result)
         if not result.recovered:
             raise RecoveryFailed(result, original=exc) from exc
         if result.recovered_by in _RERUN_LAYERS and call.called:
             return call.returned
-        schema = self.options.schema
-        if isinstance(schema, type) and issubclass(schema, BaseModel):
-            return schema.model_validate(result.value)
-        return result.value
+        return result.parsed
 
     def recover(self, exc: BaseException, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         call, fields = self._plan(args, kwargs)

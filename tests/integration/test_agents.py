@@ -164,3 +164,107 @@ async def test_the_recovery_graph_as_a_subgraph_uses_the_agent_s_recovery_contex
         out = await parent.compile().ainvoke({}, context=ctx)  # the layers are async nodes
     assert out["result"]["recovered_by"] == "llm_fix" and out["result"]["value"] == {"temp": 19}
     assert len(server.requests) == 1
+
+
+# --- recovered tool calls are successes; handlers refuse keys the state lacks; typed values; one-line failures ----
+
+@pytest.mark.filterwarnings("ignore:create_react_agent has been moved")
+def test_create_react_agent_with_the_handler_around_tool_calls_gets_success_messages_when_recovered():
+    from langgraph.prebuilt import create_react_agent
+
+    handler = tool_error_handler(schema=SCHEMA, checkpointer="memory", settings=Settings())
+    script = [chat('{"city": "Oslo"}', tool="forecast"), chat('{"city": "Lima"}', tool="forecast"), "Done."]
+    with loopback_openai(script) as server:
+        agent = create_react_agent(loopback_model(server), handler.tool_node([forecast]))
+        out = agent.invoke({"messages": [HumanMessage("Oslo, then Lima?")]})
+    oslo, lima = [m for m in out["messages"] if isinstance(m, ToolMessage)]
+    assert oslo.status == "success" and json.loads(oslo.content) == {"temp": 21}
+    assert oslo.artifact["kgot_errors"]["recovered_by"] == "parser_fix" and oslo.artifact["kgot_errors"]["thread_id"]
+    assert lima.status == "error" and "could not recover it" in lima.content and lima.artifact is None
+    assert '{"temp": 21}' in server.requests[1].text  # the model read the repaired value
+
+
+async def test_the_async_wrapper_and_invalid_arguments_in_a_prebuilt_tool_node():
+    handler = tool_error_handler(schema=SCHEMA, checkpointer=None, settings=Settings())
+    node = handler.tool_node([forecast])
+    calls = [{"name": "forecast", "args": {"city": "Oslo"}, "id": "c1", "type": "tool_call"},
+             {"name": "forecast", "args": {"town": "Oslo"}, "id": "c2", "type": "tool_call"}]
+    from langchain_core.messages import AIMessage
+
+    g = StateGraph(MessagesState)
+    g.add_node("tools", node)
+    g.add_edge(START, "tools")
+    g.add_edge("tools", END)
+    out = await g.compile().ainvoke({"messages": [AIMessage("", tool_calls=calls)]})
+    good, bad = out["messages"][1:]
+    assert good.status == "success" and json.loads(good.content) == {"temp": 21}
+    assert bad.status == "error" and "city" in bad.content and "kgot-errors" not in bad.content
+
+
+def test_node_error_handler_refuses_a_key_the_state_schema_lacks_when_it_is_made():
+    from kgot_errors.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'MessagesState' has no 'recovery' key"):
+        node_error_handler(goto="next", state_schema=MessagesState)
+    node_error_handler(goto="next", update="messages", state_schema=MessagesState)  # a key it has: fine
+    node_error_handler(goto="use", state_schema=Extract)
+
+
+def test_node_error_handler_on_a_messages_state_graph_fails_loudly_instead_of_dropping_the_recovery():
+    from kgot_errors.errors import ConfigError
+
+    def extract(state: MessagesState) -> dict:
+        raise json.JSONDecodeError("Expecting value", "{'temp': 3,}", 0)
+
+    g = StateGraph(MessagesState)
+    g.add_node("extract", extract, error_handler=node_error_handler(goto="next", checkpointer=None,
+                                                                    settings=Settings()))
+    g.add_node("next", lambda s: {})
+    g.add_edge(START, "extract")
+    g.add_edge("next", END)
+    with pytest.raises(ConfigError, match="this graph's state has no 'recovery' key"):
+        g.compile().invoke({"messages": [HumanMessage("?")]})
+
+
+def test_a_pydantic_schema_gives_the_typed_instance_to_update_functions_and_failures():
+    from pydantic import BaseModel
+
+    class Person(BaseModel):
+        name: str
+        age: int
+
+    seen: list[Any] = []
+
+    def keep(state: Extract, result: Any) -> Extract:
+        seen.append(result.parsed)
+        return {"data": result.value}
+
+    handler = node_error_handler(goto="use", update=keep, schema=Person, checkpointer=None, settings=Settings())
+    with loopback_openai(["{'name': 'Ada', 'age': 36,}"]) as server:
+        _extract_graph(loopback_model(server), handler).invoke({"text": "?"})
+    assert seen == [Person(name="Ada", age=36)]
+
+    @guard(schema=Person, checkpointer=None, settings=Settings(), on_result=seen.append)
+    def person(text: str) -> dict:
+        return json.loads(text)
+
+    assert person("{'name': 'Grace', 'age': 85,}") == Person(name="Grace", age=85)
+    assert seen[-1].parsed == Person(name="Grace", age=85) and seen[-1].to_data()["value"] == {"name": "Grace",
+                                                                                                "age": 85}
+    with pytest.raises(RecoveryFailed) as info:
+        person("nothing here")
+    assert info.value.result.parsed is None
+
+
+def test_recovery_failed_says_not_recovered_once():
+    class Forbidden(Exception):
+        status_code = 403
+
+    @guard(checkpointer=None, settings=Settings())
+    def fetch(url: str) -> dict:
+        raise Forbidden("permanent error (status 403)")
+
+    with pytest.raises(RecoveryFailed) as info:
+        fetch("http://127.0.0.1:9/x")
+    text = str(info.value)
+    assert text.startswith("not recovered") and text.count("not recovered") == 1, text
