@@ -11,7 +11,8 @@ from kgot_errors.state import AttemptRecord, CandidateRecord, Layer, RecoverySta
 if TYPE_CHECKING:
     from kgot_errors.runtime.context import RecoveryContext
 
-__all__ = ["CANDIDATE_CHARS", "NO_MODEL", "attempt", "fix_verdict", "offload", "proven", "recorder", "skip", "tries"]
+__all__ = ["CANDIDATE_CHARS", "NO_MODEL", "attempt", "fix_verdict", "offload", "proven", "recorder", "skip", "tries",
+           "with_input_damage"]
 
 NO_MODEL = "no chat model configured (set KGOT_MODEL with OPENAI_API_KEY or OPENAI_BASE_URL, or pass model=)"
 
@@ -74,6 +75,25 @@ def proven(layer: Layer, out: Any) -> CandidateRecord:
     changes = list(getattr(out, "changes", ()) or ())
     return CandidateRecord(layer=str(layer), value=out.value, text=out.text or "", changes=changes,
                            degraded=bool(getattr(out, "degraded", False)))
+
+
+def with_input_damage(out: Any, state: RecoveryState, policy: dict[str, str] | None) -> Any:
+    """A fix read from content whose bytes the edge had to replace (invalid UTF-8, lone surrogates) carries that
+    loss as a `removed` change, which the policy then judges (by default: no fix, the original data is gone)."""
+    notes = [n for n in state["incident"].get("input_notes") or () if n.startswith("content:")]
+    if not out.ok or not notes:
+        return out
+    from dataclasses import replace
+
+    from kgot_errors.nodes._json import DEGRADE, REFUSE, Outcome, disposition
+
+    changes = (*out.changes, *({"kind": "removed", "path": "$", "detail": note} for note in notes))
+    verdict = disposition(changes, policy)
+    if verdict == REFUSE:
+        return Outcome(False, steps=out.steps, changes=changes,
+                       reason=f"the content was damaged before recovery ({notes[0]}): a value read from it is not "
+                              "the original data, which the policy refuses")
+    return replace(out, changes=changes, degraded=verdict == DEGRADE)
 
 
 def fix_verdict(out: Any) -> Verdict:

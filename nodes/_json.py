@@ -42,6 +42,7 @@ __all__ = [
     "is_strict_json",
     "loads_strict",
     "nesting_depth",
+    "noise",
     "parser_layer",
     "repair",
     "unicode_layer",
@@ -1511,6 +1512,49 @@ def _add_schema_guided(pool: _Pool, text: str, schema: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------------------
 
 
+def _script(ch: str) -> str:
+    name = unicodedata.name(ch, "")
+    return name.split(" ", 1)[0] if name else "?"
+
+
+def _odd_chunk(chunk: str) -> bool:
+    letters = [c for c in chunk if c.isalpha()]
+    scripts = {_script(c) for c in letters if ord(c) > 0x7F} | ({"LATIN"} if any(c.isascii() for c in letters) else set())
+    odd = sum(1 for c in chunk if unicodedata.category(c)[0] in "SMC" and c not in QUOTES)
+    return len(scripts) >= 4 or (len(chunk) >= 12 and odd > 0.3 * len(chunk))
+
+
+def _noisy_text(text: str) -> bool:
+    """True if most 32-character stretches of the text mix many scripts or are mostly symbols (random bytes)."""
+    if text.isascii():
+        return False
+    chunks = [text[i : i + 32] for i in range(0, min(len(text), 2048), 32)]
+    return sum(_odd_chunk(c) for c in chunks) * 2 >= len(chunks)
+
+
+def noise(value: Any) -> str | None:
+    """Why a repaired value reads as noise rather than data, or None: strings that mix many scripts
+    (`ዠᡸī>⒜w.▱`), or are mostly symbols, marks and control characters. Real text in any language uses few
+    scripts per string; a JSON value read out of random bytes does not."""
+    todo, looked = [value], 0
+    while todo and looked < 200:
+        v = todo.pop()
+        if isinstance(v, dict):
+            todo.extend(v.keys())
+            todo.extend(v.values())
+        elif isinstance(v, list):
+            todo.extend(v)
+        elif isinstance(v, str) and len(v) >= 6 and not v.isascii():
+            looked += 1
+            letters = [c for c in v if c.isalpha()]
+            scripts = {_script(c) for c in letters if ord(c) > 0x7F} | ({"LATIN"} if any(c.isascii() for c in letters)
+                                                                           else set())
+            odd = sum(1 for c in v if unicodedata.category(c)[0] in "SMC" or unicodedata.category(c) == "Cn")
+            if len(scripts) >= 5 or odd > 0.3 * len(v):
+                return f"a string mixes {len(scripts)} scripts and {odd} symbol or control characters in {len(v)}"
+    return None
+
+
 def _accept(value: Any, steps: tuple[str, ...], schema: dict[str, Any] | bool | None, *, text: str) -> Outcome:
     errors = schema_errors(value, schema)
     if errors:
@@ -1667,6 +1711,12 @@ def parser_layer(
             False, steps=steps, reason=f"no repair fits the schema: {best.errors[0]}", errors=best.errors,
             changes=best.changes,
         )
+    looks_like = None
+    if schema is None and best.steps[1:]:
+        looks_like = "most of the text mixes scripts and symbols" if _noisy_text(body) else noise(best.value)
+    if looks_like:
+        return Outcome(False, steps=steps, reason=f"with no schema, a repair must read like data, and this one reads "
+                                                   f"as noise ({looks_like}): not a fix")
     verdict = disposition(best.changes, policy)
     if verdict == REFUSE:
         refused = next(c for c in best.changes if disposition([c], policy) == REFUSE)

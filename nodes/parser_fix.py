@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
-from kgot_errors.nodes._base import attempt, fix_verdict, offload, proven
+from kgot_errors.nodes._base import attempt, fix_verdict, offload, proven, with_input_damage
 from kgot_errors.runtime.context import RecoveryContext, context_of
 from kgot_errors.state import ContentKind, Layer, RecoveryState, RecoveryUpdate, Verdict
 
@@ -33,6 +33,7 @@ async def parser_fix(state: RecoveryState, runtime: Runtime[RecoveryContext]) ->
 
         out = await offload(parser_layer, text, state["incident"].get("output_schema"),
                             max_chars=limits.max_content_chars, max_depth=limits.max_depth, policy=limits.changes)
+        out = with_input_damage(out, state, limits.changes)
         validator = "json+schema"
     else:
         return {"attempts": [attempt(LAYER, state, Verdict.SKIPPED,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
-from kgot_errors.nodes._base import attempt, offload, proven
+from kgot_errors.nodes._base import attempt, fix_verdict, offload, proven, with_input_damage
 from kgot_errors.runtime.context import RecoveryContext, context_of
 from kgot_errors.state import ContentKind, Layer, RecoveryState, RecoveryUpdate, Verdict
 
@@ -30,14 +30,16 @@ async def unicode_fix(state: RecoveryState, runtime: Runtime[RecoveryContext]) -
     limits = ctx.settings.syntax_error_management
     out = await offload(unicode_layer, text, state["incident"].get("output_schema"),
                         max_chars=limits.max_content_chars, max_depth=limits.max_depth, policy=limits.changes)
-    evidence = {"steps": list(out.steps), "errors": list(out.errors)}
+    out = with_input_damage(out, state, limits.changes)
+    evidence = {"steps": list(out.steps), "errors": list(out.errors),
+                **({"changes": list(out.changes)} if out.changes else {})}
     if not out.ok:
         return {"attempts": [attempt(LAYER, state, Verdict.FAILED, out.reason or "does not validate",
                                      validator="json+schema", evidence=evidence, started=started,
                                      now=ctx.clock())]}
     reason = "valid as given" if not out.steps else "valid after " + ", ".join(out.steps)
     return {
-        "attempts": [attempt(LAYER, state, Verdict.RECOVERED, reason, validator="json+schema",
+        "attempts": [attempt(LAYER, state, fix_verdict(out), reason, validator="json+schema",
                              evidence=evidence, candidate=out.text, started=started, now=ctx.clock())],
         "recovered": proven(LAYER, out),
     }
