@@ -20,13 +20,13 @@ CORPUS = Path(__file__).resolve().parents[2] / "bench" / "corpus" / "json_public
 HANG_GUARD_S = 120  # not a speed target (see bench/): only proof that nothing hangs
 
 
-def _recover_json(content, schema=None) -> RecoveryResult:
+def _recover_json(content, schema=None, settings: Settings | None = None) -> RecoveryResult:
     box: dict = {}
 
     def run() -> None:
         try:
             box["result"] = recover({"error_type": "json.decoder.JSONDecodeError", "message": "Expecting value",
-                                     "content": content}, schema=schema, checkpointer=None, settings=Settings())
+                                     "content": content}, schema=schema, checkpointer=None, settings=settings or Settings())
         except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
             box["error"] = exc
 
@@ -76,10 +76,14 @@ def test_nul_bytes_inside_strings_survive_when_the_json_is_otherwise_fixable():
     assert result.recovered and result.value == {"a": "x\x00y", "b": [1, 2]}
 
 
-def test_invalid_utf8_bytes_are_replaced_and_the_summary_says_so():
+def test_invalid_utf8_ends_not_recovered_and_the_summary_says_so():
     result = _recover_json(b'{"city": "S\xe3o Paulo", "ok": true,}')
-    assert result.recovered and result.value == {"city": "S\ufffdo Paulo", "ok": True}
-    assert "invalid UTF-8" in result.summary
+    assert not result.recovered and result.outcome == "not_recovered" and result.value is None
+    assert "invalid UTF-8" in result.summary and "damaged" in result.summary
+    lenient = _recover_json(b'{"city": "S\xe3o Paulo"}', settings=Settings(syntax_error_management={
+        "changes": {"removed": "degrade"}}))
+    assert lenient.outcome == "degraded" and lenient.value == {"city": "S\ufffdo Paulo"}
+    assert any("invalid UTF-8" in c["detail"] for c in lenient.changes)
 
 
 @pytest.mark.parametrize("schema", [{"type": "integer", "minimum": "zero"}, {"required": "name"}, ["type"]])
