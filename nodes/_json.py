@@ -1121,13 +1121,15 @@ def _finite(value: Any, path: str = "$", found: list[str] | None = None) -> tupl
     if isinstance(value, float) and not math.isfinite(value):
         found.append(path)
         return None, found
-    if isinstance(value, list):
-        before = len(found)
-        items = [_finite(v, f"{path}[{i}]", found)[0] for i, v in enumerate(value)]
+    if isinstance(value, list):  # loops, not comprehensions: one stack frame per level of nesting
+        before, items = len(found), []
+        for i, v in enumerate(value):
+            items.append(_finite(v, f"{path}[{i}]", found)[0])
         return (items if len(found) > before else value), found
     if isinstance(value, dict):
-        before = len(found)
-        pairs = {k: _finite(v, f"{path}.{k}", found)[0] for k, v in value.items()}
+        before, pairs = len(found), {}
+        for k, v in value.items():
+            pairs[k] = _finite(v, f"{path}.{k}", found)[0]
         return (pairs if len(found) > before else value), found
     return value, found
 

@@ -286,11 +286,15 @@ def fix_value_text(value: Any) -> tuple[Any, tuple[str, ...]]:
             fixed, steps = _fix_string(v)
             found.extend(steps)
             return fixed
-        if isinstance(v, list):
-            items = [walk(x) for x in v]
+        if isinstance(v, list):  # loops, not comprehensions: one stack frame per level of nesting
+            items = []
+            for x in v:
+                items.append(walk(x))
             return v if all(a is b for a, b in zip(items, v, strict=True)) else items
         if isinstance(v, dict):
-            pairs = [(walk(k), walk(x)) for k, x in v.items()]
+            pairs = []
+            for k, x in v.items():
+                pairs.append((walk(k), walk(x)))
             same = all(k2 is k and x2 is x for (k2, x2), (k, x) in zip(pairs, v.items(), strict=True))
             return v if same else dict(pairs)
         return v

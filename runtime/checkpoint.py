@@ -61,7 +61,9 @@ async def open_checkpointer(target: Any, limits: CheckpointSettings | None = Non
     if text in ("memory", MEMORY):
         from langgraph.checkpoint.memory import InMemorySaver
 
-        yield InMemorySaver()
+        from kgot_errors.runtime.serde import checkpoint_serde
+
+        yield InMemorySaver(serde=checkpoint_serde())
         return
     if _is_postgres(text):
         async with _open_postgres(text, limits) as saver:

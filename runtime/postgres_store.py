@@ -169,7 +169,9 @@ class PostgresStore(AsyncPostgresSaver):
     """
 
     def __init__(self, pool: Any, *, limits: CheckpointSettings | None = None, where: str = "PostgreSQL") -> None:
-        super().__init__(pool)
+        from kgot_errors.runtime.serde import checkpoint_serde
+
+        super().__init__(pool, serde=checkpoint_serde())
         self.lock = asyncio.Semaphore(max(1, pool.max_size - 1))  # type: ignore[assignment]
         self._sql = _Compiler(self.serde)
         self.guard = StoreGuard(where, limits or CheckpointSettings())

@@ -103,7 +103,9 @@ class SqliteStore(SqliteSaver):
 
     def __init__(self, conn: sqlite3.Connection, *, busy_timeout_s: float = 10.0, read_only: bool = False,
                  reader_uri: str | None = None) -> None:
-        super().__init__(conn)
+        from kgot_errors.runtime.serde import checkpoint_serde
+
+        super().__init__(conn, serde=checkpoint_serde())
         self.busy_timeout_s = busy_timeout_s
         self.read_only = read_only
         file = conn.execute("PRAGMA database_list").fetchone()[2]
@@ -148,7 +150,7 @@ class SqliteStore(SqliteSaver):
         # (WAL: readers and the writer never wait for each other), so it holds no lock a write on this
         # loop needs, and hands the loop back every PAGE checkpoints.
         try:
-            reader = SqliteSaver(sqlite3.connect(self._uri, uri=True, check_same_thread=False))
+            reader = SqliteSaver(sqlite3.connect(self._uri, uri=True, check_same_thread=False), serde=self.serde)
         except sqlite3.Error as exc:
             raise sqlite_failure(self.path, exc) from exc
         reader.is_setup, reader._has_task_path = True, self._has_task_path  # the tables are there: nothing to create
