@@ -102,6 +102,8 @@ def after_llm_fix(state: RecoveryState) -> Literal["llm_fix", "refine", "__end__
 
 
 def after_backoff(state: RecoveryState) -> Literal["backoff", "refine", "human", "finish", "__end__"]:
+    if state.get("in_flight"):
+        return "backoff"  # a call recorded as in flight: the next step makes it
     if state.get("recovered"):
         return DONE
     if _may_loop(state, Layer.BACKOFF):

@@ -98,7 +98,8 @@ async def backoff(state: RecoveryState, runtime: Runtime[RecoveryContext]) -> Re
         return {"attempts": [attempt(LAYER, state, verdict, reason, started=started, now=ctx.clock(),
                                      evidence={**facts, **evidence}, **extra)], "in_flight": None}
 
-    problem = argument_error(operation, arguments)
+    takes_key = _takes_key(operation) and KEY_ARGUMENT not in arguments
+    problem = argument_error(operation, {**arguments, KEY_ARGUMENT: ""} if takes_key else arguments)
     if problem is not None:
         failure = Failure.bad_arguments(problem)
         return record(Verdict.FAILED, f"not called: {problem}", {**failure.evidence(), "final": True})
@@ -113,8 +114,10 @@ async def backoff(state: RecoveryState, runtime: Runtime[RecoveryContext]) -> Re
         wait = policy.wait_after(calls_made, _retry_after_so_far(state), ctx.rng)
         await ctx.sleep(wait.seconds)
         return {"in_flight": {"call": calls_made + 1, "key": _idempotency_key(calls_made + 1),
-                              "token": ctx.calls.arm(), "unknown": 0, "wait": list(wait)}}
+                              "token": ctx.calls.arm(), "unknown": 0, "wait": list(wait),
+                              "elapsed": ctx.clock() - started}}
     wait = Wait(*marker["wait"])
+    started -= float(marker.get("elapsed") or 0.0)  # the attempt's duration includes its wait, as before
     facts["idempotency_key"] = marker["key"]
     if not ctx.calls.claim(marker["token"]):
         # armed by a process that stopped (or a run that broke) during or just before the call: it may have run
@@ -127,7 +130,7 @@ async def backoff(state: RecoveryState, runtime: Runtime[RecoveryContext]) -> Re
         return {"in_flight": {**marker, "unknown": unknown, "token": ctx.calls.arm()}}  # re-armed, then re-run
     if marker.get("unknown"):
         facts["outcome_unknown"] = {"starts": int(marker["unknown"]), "policy": "rerun"}
-    if _takes_key(operation) and KEY_ARGUMENT not in arguments:
+    if takes_key:
         arguments[KEY_ARGUMENT] = marker["key"]
     ticket = breaker.try_acquire() if breaker is not None else None
     if breaker is not None and ticket is None:

@@ -4,14 +4,43 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kgot_errors.runtime.settings import Settings
 
-__all__ = ["LazySandbox", "RecoveryContext", "context_of"]
+__all__ = ["CallLedger", "LazySandbox", "RecoveryContext", "context_of"]
+
+
+class CallLedger:
+    """The operation calls this process armed and has not started yet (backoff's in-flight tokens).
+
+    A token is armed when a call is recorded as in flight and claimed, once, right before the call.
+    A recorded in-flight call whose token this process cannot claim was armed by a process that
+    stopped (or by a run that broke): that call may have run, its outcome is unknown.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._armed: set[str] = set()
+
+    def arm(self) -> str:
+        token = uuid.uuid4().hex
+        with self._lock:
+            self._armed.add(token)
+        return token
+
+    def claim(self, token: str) -> bool:
+        """True once for a token this process armed; False for any other (or a second claim)."""
+        with self._lock:
+            if token in self._armed:
+                self._armed.discard(token)
+                return True
+            return False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,6 +60,7 @@ class RecoveryContext:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     clock: Callable[[], float] = time.perf_counter
     rng: random.Random = field(default_factory=random.Random)
+    calls: CallLedger = field(default_factory=CallLedger)  # in-flight operation calls this process armed
 
 
 _DEFAULT = RecoveryContext()

@@ -41,6 +41,7 @@ class RecoveryState(TypedDict, total=False):
     recovered: CandidateRecord | None  # the proven fix, set by the layer that proved it
     poll: dict[str, Any] | None  # the open vote (target, rounds, temperature, request), set by vote's first pass
     ballots: Annotated[list[dict[str, Any]], operator.add]  # one per vote sample, tallied by vote's second pass
+    in_flight: dict[str, Any] | None  # the operation call backoff recorded before making it (see nodes/backoff.py)
     result: dict[str, Any]
 
 

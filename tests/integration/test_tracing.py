@@ -107,8 +107,10 @@ def test_each_retry_is_its_own_child_with_its_attempt_number(recorder):
     client.flush()
     assert result.recovered_by == "backoff"
     kids = recorder.children(_wait_for_root(recorder, 3)["id"])
-    assert [k["name"] for k in kids] == ["classify", "backoff", "backoff"]
-    assert [(_meta(k)["verdict"], _meta(k)["attempt"], _meta(k)["kind"]) for k in kids[1:3]] == \
+    # each call is two backoff steps: one records it in flight (no verdict), the next makes it
+    assert [k["name"] for k in kids] == ["classify"] + ["backoff"] * 4
+    assert [_meta(k)["verdict"] is not None for k in kids[1:]] == [False, True, False, True]
+    assert [(_meta(k)["verdict"], _meta(k)["attempt"], _meta(k)["kind"]) for k in kids[2::2]] == \
         [("failed", 1, "transient"), ("recovered", 2, "transient")]
 
 
