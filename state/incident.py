@@ -164,12 +164,11 @@ class Incident(BaseModel):
     ) -> Incident:
         """Capture an exception as plain data: type and MRO names, message, traceback, HTTP status, Retry-After."""
         mro = [qualified_name(c) for c in type(exc).__mro__ if issubclass(c, BaseException)]
-        text = "".join(tb.format_exception(exc))[-_MAX_TRACEBACK_CHARS:]
         data: dict[str, Any] = {
             "error_type": mro[0],
             "error_mro": mro,
-            "message": str(exc) or type(exc).__name__,
-            "traceback": text,
+            "message": _safe(lambda: str(exc), "") or type(exc).__name__,
+            "traceback": _safe(lambda: "".join(tb.format_exception(exc))[-_MAX_TRACEBACK_CHARS:], None),
             "status_code": _status_code(exc),
             "retry_after": _retry_after(exc),
             "content": content if content is not None else _exception_content(exc),
@@ -182,6 +181,15 @@ class Incident(BaseModel):
         return self.model_dump(mode="json")  # type: ignore[return-value]
 
 
+def _safe(read: Any, default: Any) -> Any:
+    """What `read()` gives, or `default` when the caller's exception object raises while being read (a broken
+    `__str__`, a property that raises): the incident is still recorded."""
+    try:
+        return read()
+    except Exception:  # noqa: BLE001 - any error of the caller's object: the field is left out
+        return default
+
+
 def _response(exc: BaseException) -> Any:
     try:
         return getattr(exc, "response", None)
@@ -190,8 +198,10 @@ def _response(exc: BaseException) -> Any:
 
 
 def _status_code(exc: BaseException) -> int | None:
-    for candidate in (getattr(exc, "status_code", None), getattr(_response(exc), "status_code", None),
-                      getattr(exc, "status", None)):
+    response = _response(exc)
+    for candidate in (_safe(lambda: getattr(exc, "status_code", None), None),
+                      _safe(lambda: getattr(response, "status_code", None), None),
+                      _safe(lambda: getattr(exc, "status", None), None)):
         if isinstance(candidate, int) and not isinstance(candidate, bool) and 100 <= candidate <= 599:
             return candidate
     return None
@@ -199,13 +209,10 @@ def _status_code(exc: BaseException) -> int | None:
 
 def _retry_after(exc: BaseException) -> float | None:
     for holder in (_response(exc), exc):
-        headers = getattr(holder, "headers", None)
+        headers = _safe(lambda h=holder: getattr(h, "headers", None), None)
         if headers is None:
             continue
-        try:
-            raw = headers.get("retry-after") or headers.get("Retry-After")
-        except (AttributeError, TypeError):
-            continue
+        raw = _safe(lambda h=headers: h.get("retry-after") or h.get("Retry-After"), None)
         if raw is not None:
             return parse_retry_after(raw)
     return None
@@ -214,7 +221,7 @@ def _retry_after(exc: BaseException) -> float | None:
 def _exception_content(exc: BaseException) -> str | None:
     """The failing text some exceptions carry: JSONDecodeError.doc, OutputParserException.llm_output."""
     for attr in ("doc", "llm_output"):
-        value = getattr(exc, attr, None)
+        value = _safe(lambda a=attr: getattr(exc, a, None), None)
         if isinstance(value, str):
             return value
     return None

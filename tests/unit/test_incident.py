@@ -100,3 +100,28 @@ def test_pydantic_model_class_becomes_its_json_schema():
 
     inc = Incident.parse({"error_type": "E", "message": "m", "output_schema": Review})
     assert inc.output_schema["required"] == ["title", "rating"]
+
+
+class _BrokenStr(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ is broken")
+
+
+class _BrokenStatus(Exception):
+    @property
+    def status_code(self) -> int:
+        raise RuntimeError("no status")
+
+    @property
+    def response(self) -> object:
+        raise ValueError("no response")
+
+
+@pytest.mark.parametrize("exc", [_BrokenStr(), _BrokenStatus("x")], ids=["__str__", "status_code"])
+def test_an_exception_that_raises_while_read_is_still_recorded(exc: Exception) -> None:
+    from kgot_errors import recover
+
+    result = recover(exc, content='{"a": 1,}', checkpointer=None)
+    assert result.recovered and result.value == {"a": 1}
+    incident = Incident.from_exception(exc)
+    assert incident.error_type.endswith(type(exc).__name__) and incident.message
