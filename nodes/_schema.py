@@ -48,11 +48,21 @@ def change(kind: str, path: str, detail: str) -> Change:
 # --------------------------------------------------------------------------------------
 
 
+_UNSAFE: set[str] = set()
+"""Patterns that once ran past their deadline: refused at once afterwards (a batch pays for one, not each)."""
+
+
 def safe_search(pattern: str, text: str) -> bool:
-    """`pattern` searched in `text` under a deadline (the `regex` engine); SchemaTimeout past it."""
+    """`pattern` searched in `text` under a deadline (the `regex` engine); SchemaTimeout past it, and at once
+    for a pattern that ran past it before."""
     try:
+        if pattern in _UNSAFE:
+            raise TimeoutError
         return regex.search(pattern, text, timeout=PATTERN_TIMEOUT_S) is not None
     except TimeoutError:
+        if len(_UNSAFE) > 1024:
+            _UNSAFE.clear()
+        _UNSAFE.add(pattern)
         raise SchemaTimeout(
             f"the schema's pattern {pattern[:80]!r} took over {PATTERN_TIMEOUT_S} s on a {len(text):,}-character "
             "string: it cannot be evaluated safely (rewrite it without nested quantifiers)", pattern=pattern

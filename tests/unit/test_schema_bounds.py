@@ -1,0 +1,90 @@
+"""Schemas never stall or reach out: backtracking patterns end at a deadline, remote references are never fetched,
+dangling or endless references and unencodable names are typed errors."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+
+import pytest
+
+from kgot_errors import recover_many
+from kgot_errors.errors import InvalidSchema
+from kgot_errors.nodes._json import parser_layer, unicode_layer
+from kgot_errors.nodes._schema import load_schema
+
+REDOS = [r"^(a|aa)+$", r"^(a+)+b$", r"^([a-z]+)*\d$"]
+
+
+@pytest.mark.parametrize("pattern", REDOS)
+def test_a_backtracking_pattern_ends_at_its_deadline_as_a_failed_verdict(pattern: str) -> None:
+    schema = {"type": "object", "properties": {"s": {"type": "string", "pattern": pattern}}}
+    text = '{"s": "' + "a" * 30_000 + '!"}'
+    started = time.monotonic()
+    out = unicode_layer(text, schema)
+    out2 = parser_layer(text, schema)
+    assert time.monotonic() - started < 2.0
+    assert not out.ok and not out2.ok
+    if "cannot be evaluated safely" not in (out.reason or ""):
+        assert "does not match" in (out.reason or "")  # the engine proved the mismatch within the deadline
+
+
+def test_a_batch_of_200_with_a_backtracking_pattern_ends_in_bounded_time() -> None:
+    schema = {"type": "object", "properties": {"s": {"type": "string", "pattern": r"^(a|aa)+$"}}}
+    incidents = [{"error_type": "ValueError", "message": "bad", "content": '{"s": "' + "a" * 5_000 + '!",}',
+                  "output_schema": schema} for _ in range(200)]
+    started = time.monotonic()
+    results = recover_many(incidents, checkpointer=None, sandbox=False)
+    assert time.monotonic() - started < 30
+    assert len(results) == 200 and not any(r.recovered for r in results)
+    assert all("cannot be evaluated safely" in r.summary for r in results)
+
+
+@pytest.fixture
+def listener():
+    """A loopback HTTP server that counts every request it gets (it must get none)."""
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"type": "string"}')
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    server.shutdown()
+
+
+def test_a_remote_ref_is_never_fetched(listener) -> None:
+    base, hits = listener
+    for schema in ({"$ref": f"{base}/schema.json"},
+                   {"type": "object", "properties": {"a": {"$ref": f"{base}/a.json#/x"}}},
+                   {"$defs": {"b": {"$ref": f"{base}/b.json"}}, "items": {"$ref": "#/$defs/b"}}):
+        with pytest.raises(InvalidSchema, match="never fetched"):
+            load_schema(schema)
+    assert hits == []
+
+
+@pytest.mark.parametrize(("schema", "message"), [
+    ({"$ref": "#/$defs/missing"}, "points to nothing"),
+    ({"$ref": "#"}, "recurse without end"),
+    ({"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}, "recurse without end"),
+    ({"properties": {"\ud800": {}}}, "lone surrogate"),
+    ({"$ref": "#nowhere"}, "anchor"),
+])
+def test_broken_references_and_names_are_invalid_schemas(schema: dict, message: str) -> None:
+    with pytest.raises(InvalidSchema, match=message):
+        load_schema(schema)
+
+
+def test_a_recursive_tree_schema_is_fine() -> None:
+    tree = {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#"}}}}
+    assert unicode_layer('{"kids": [{"kids": []}]}', tree).ok
