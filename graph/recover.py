@@ -314,8 +314,9 @@ async def arecover_many(
     One open store serves them all (PostgreSQL: one pool, the writes of concurrent recoveries
     grouped). An incident that cannot even start (malformed, unknown operation) or that breaks
     a layer gets a result saying so (outcome `invalid` or `error`); it never cancels the others.
-    `on_result(index, result)` is called as each one finishes. `options` are `arecover_iter`'s.
-    For a stream too long to keep every result, use `arecover_iter`.
+    `on_result(index, result)` is called as each one finishes. `options` are `arecover_iter`'s
+    (`on_start(index, thread_id)` among them). For a stream too long to keep every result, use
+    `arecover_iter`.
     """
     items = list(incidents)
     results: list[RecoveryResult | None] = [None] * len(items)
@@ -340,6 +341,7 @@ async def arecover_iter(
     sandbox: Any = None,
     operations: Mapping[str, Callable[..., Any]] | None = None,
     runtime_context: RecoveryContext | None = None,
+    on_start: Callable[[int, str | None], None] | None = None,
 ) -> AsyncIterator[tuple[int, RecoveryResult]]:
     """Recover a stream of incidents, yielding `(index, result)` as each one finishes (completion order).
 
@@ -349,6 +351,13 @@ async def arecover_iter(
     those still running (their finished steps are checkpointed: `resume` them). Failures are
     results, as in `arecover_many`; an exception raised by the input iterable itself ends the
     stream with that exception.
+
+    Every incident's thread id is fixed before its recovery starts and handed to
+    `on_start(index, thread_id)` (None without a store) before anything is written, so after a
+    crash the caller knows which incidents had started: `resume_unfinished()` finishes those,
+    and an index that never got an `on_start` never started. Every result carries its thread id,
+    `error` and `invalid` results included, whenever a thread was started (an incident refused
+    before its recovery started has none).
     """
     if max_concurrency < 1:
         raise ValueError("max_concurrency must be at least 1")
@@ -368,7 +377,7 @@ async def arecover_iter(
 
         async def worker() -> None:
             for index, item in pending:
-                await finished.put((index, await _one(graph, index, item, ctx, saver)))
+                await finished.put((index, await _one(graph, index, item, ctx, saver, on_start)))
 
         async def run_all() -> None:
             # every worker ends (after the input fails, the others find it exhausted) before the stream does
@@ -388,26 +397,37 @@ async def arecover_iter(
             await asyncio.gather(runner, return_exceptions=True)
 
 
-async def _one(graph: Any, index: int, item: Any, ctx: RecoveryContext, saver: Any) -> RecoveryResult:
-    """One incident of a batch; whatever goes wrong becomes its result."""
+async def _one(graph: Any, index: int, item: Any, ctx: RecoveryContext, saver: Any,
+               on_start: Callable[[int, str | None], None] | None = None) -> RecoveryResult:
+    """One incident of a batch; whatever goes wrong becomes its result (with its thread id once it has one)."""
     try:
-        return await _run(graph, _checked(_incident(item, None, None, None, {}), ctx), None, ctx, saver)
-    except CheckpointError as exc:  # the store failed it (down, full, read-only): what to do is in the message
-        return _failed_to_start("error", exc)
+        incident = _checked(_incident(item, None, None, None, {}), ctx)
     except KgotError as exc:
         return _failed_to_start("invalid", exc)
     except Exception as exc:  # noqa: BLE001 - one broken incident must not sink the batch
-        logger.exception("recovery of incident %d failed", index)
+        logger.exception("incident %d could not be read", index)
         return _failed_to_start("error", exc)
+    tid = uuid.uuid4().hex if saver is not None else None
+    if on_start is not None:
+        on_start(index, tid)  # before anything is written; if it raises, the batch stops (like on_result)
+    try:
+        return await _run(graph, incident, tid, ctx, saver)
+    except CheckpointError as exc:  # the store failed it (down, full, read-only): what to do is in the message
+        return _failed_to_start("error", exc, tid)
+    except KgotError as exc:
+        return _failed_to_start("invalid", exc, tid)
+    except Exception as exc:  # noqa: BLE001 - one broken incident must not sink the batch
+        logger.exception("recovery of incident %d failed", index)
+        return _failed_to_start("error", exc, tid)
 
 
-def _failed_to_start(outcome: str, exc: BaseException) -> RecoveryResult:
+def _failed_to_start(outcome: str, exc: BaseException, thread_id: str | None = None) -> RecoveryResult:
     if isinstance(exc, CheckpointError):
         what = "checkpoint store failed"
     else:
         what = "invalid incident" if outcome == "invalid" else f"internal error ({type(exc).__name__})"
     return RecoveryResult(recovered=False, kind=ErrorKind.UNKNOWN, outcome=outcome, summary=f"{what}: {exc}",
-                          attempts=[])
+                          attempts=[], thread_id=thread_id)
 
 
 async def apending(*, checkpointer: Any = DEFAULT, settings: Settings | None = None) -> list[dict[str, Any]]:
