@@ -34,7 +34,7 @@ from kgot_errors.nodes import _prompts
 from kgot_errors.nodes._base import NO_MODEL, fix_verdict, proven, recorder
 from kgot_errors.nodes._llm import Answer, ask, budget, check_code, check_json, feedback_of, fingerprint
 from kgot_errors.runtime.context import RecoveryContext, context_of
-from kgot_errors.runtime.operations import Failure, NotJSON, argument_error, call_operation, json_value
+from kgot_errors.runtime.operations import Failure, NotJSON, argument_error, json_value, run_operation
 from kgot_errors.state import ContentKind, ErrorKind, Layer, RecoveryState, RecoveryUpdate, Verdict
 
 __all__ = ["Proof", "mark", "parse_candidate", "prove", "refine", "revision_request", "revision_target"]
@@ -205,7 +205,8 @@ async def _call_again(parsed: Proof, request: Mapping[str, Any], ctx: RecoveryCo
     if why:
         return Proof(False, why, "operation re-run", evidence=parsed.evidence)
     try:
-        result = await call_operation(operation, **arguments)
+        result = await run_operation(operation, (), arguments, name=name,
+                                     timeout=ctx.settings.api_error_management.operation_timeout_seconds)
     except Exception as exc:  # noqa: BLE001 - the operation is the caller's code: its failure is the feedback
         failure = Failure.of(exc)
         return Proof(False, f"{name} failed again: {failure.error_type}: {failure.message}", "operation re-run",

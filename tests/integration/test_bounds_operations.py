@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from kgot_errors import arecover_many
+from kgot_errors import arecover, arecover_many
 from kgot_errors.runtime.breaker import BreakerStore
 from kgot_errors.runtime.context import RecoveryContext
 from kgot_errors.runtime.operations import OperationTimeout, run_operation
@@ -96,3 +96,24 @@ async def test_a_sync_call_past_its_deadline_leaves_the_loop_free_and_its_late_r
     release.set()  # the abandoned thread returns now; its answer goes nowhere
     await asyncio.sleep(0.05)
     assert await run_operation(lambda: "next call works", timeout=1) == "next call works"
+
+
+async def test_refine_calls_the_operation_under_the_same_deadline(release):
+    from kgot_errors.testing import answer, by_layer, loopback_model, loopback_openai
+
+    def divide(a: float, b: float) -> float:
+        if b == 2:
+            release.wait()  # the revised arguments hang the operation
+        return a / b
+
+    incident = {"error_type": "ZeroDivisionError", "error_mro": ["ZeroDivisionError", "ArithmeticError", "Exception"],
+                "message": "division by zero", "operation": "divide", "arguments": {"a": 1, "b": 0}}
+    settings = load_settings(environ={}, api_error_management={"operation_timeout_seconds": 0.3},
+                             error_recovery={"max_refinement_iterations": 1, "voting_rounds": 1})
+    with loopback_openai(by_layer(refine=[answer('{"a": 1, "b": 2}')])) as server:
+        started = time.monotonic()
+        result = await asyncio.wait_for(arecover(incident, model=loopback_model(server), operations={"divide": divide},
+                                                 checkpointer=None, settings=settings), timeout=20)
+    assert time.monotonic() - started < 10
+    (fix,) = [a for a in result.attempts if a.layer == "refine"]
+    assert fix.verdict == "failed" and "OperationTimeout" in fix.reason and "within 0.3 s" in fix.reason
