@@ -7,19 +7,17 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pydantic
 import pytest
-from langchain_core.exceptions import OutputParserException
 
 from kgot_errors import build_graph
 from kgot_errors.nodes._json import is_strict_json
 from kgot_errors.nodes._schema import load_schema, schema_errors
 from kgot_errors.runtime.context import RecoveryContext
-from kgot_errors.state import ErrorKind, Incident
+from kgot_errors.state import ErrorKind
+from kgot_errors.testing.handovers import HANDOVERS, incident_for
 
 CORPUS = Path(__file__).resolve().parents[2] / "bench" / "corpus" / "json_public.jsonl"
 
@@ -36,45 +34,6 @@ class NeverRun:
         self.run(code)
 
 
-def _raise(exc: BaseException) -> BaseException:
-    try:  # raised by the agent's own code, so it carries that code's traceback, as a caught exception does
-        raise exc
-    except BaseException as caught:  # noqa: BLE001
-        return caught
-
-
-def _decode_error(text: str) -> BaseException:
-    try:
-        json.loads(text)
-    except json.JSONDecodeError as exc:
-        return exc
-    return _raise(json.JSONDecodeError("the answer did not fit", text, 0))
-
-
-class _Answer(pydantic.BaseModel):
-    answer: int
-
-
-def _validation_error(text: str) -> BaseException:
-    try:
-        _Answer.model_validate_json(text)
-    except pydantic.ValidationError as exc:
-        return exc
-    return _raise(ValueError("the answer did not fit"))
-
-
-HANDOVERS: dict[str, Callable[[str], BaseException | None]] = {
-    "JSONDecodeError": _decode_error,
-    "ValueError": lambda text: _raise(ValueError("could not parse the model's answer")),
-    "RuntimeError": lambda text: _raise(RuntimeError("tool returned bad output")),
-    "TypeError": lambda text: _raise(TypeError("expected a dict")),
-    "Exception": lambda text: _raise(Exception("something went wrong")),
-    "OutputParserException": lambda text: _raise(OutputParserException("Invalid json output", llm_output=text)),
-    "ValidationError": _validation_error,
-    "mapping": lambda text: None,
-}
-
-
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
@@ -85,14 +44,6 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     return type(a) is type(b) and a == b
-
-
-def _incident(handover: str, case: dict[str, Any]) -> dict[str, Any]:
-    exc = HANDOVERS[handover](case["input"])
-    if exc is None:
-        return Incident.parse({"error_type": "AgentError", "message": "the answer was not usable",
-                               "content": case["input"], "output_schema": case.get("schema")}).to_data()
-    return Incident.from_exception(exc, content=case["input"], schema=case.get("schema")).to_data()
 
 
 def _score(results: list[tuple[dict[str, Any], dict[str, Any]]]) -> tuple[float, list[str]]:
@@ -126,7 +77,8 @@ def matrix() -> dict[str, tuple[float, list[str], list[str]]]:
         for handover in HANDOVERS:
             results, kinds = [], []
             for case in cases:
-                state = await graph.ainvoke({"incident": _incident(handover, case)}, context=ctx)
+                state = await graph.ainvoke({"incident": incident_for(handover, case["input"], case.get("schema"))},
+                                            context=ctx)
                 results.append((case, state["result"]))
                 if state["result"]["kind"] in (ErrorKind.EXECUTION, ErrorKind.TRANSIENT, ErrorKind.PERMANENT):
                     kinds.append(f"{case['id']}: {state['result']['kind']}")
