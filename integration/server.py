@@ -31,12 +31,28 @@ from typing import Any
 
 from kgot_errors.errors import ConfigError, SandboxUnavailable
 from kgot_errors.runtime.context import RecoveryContext
-from kgot_errors.runtime.settings import Settings, load_settings
-from pydantic import GetCoreSchemaHandler, ValidationError
+from kgot_errors.runtime.settings import ApiSettings, RecoverySettings, Settings, SyntaxSettings, load_settings
+from kgot_errors.state import AttemptRecord, Incident, RecoveryResult
+from langgraph.graph.state import CompiledStateGraph
+from pydantic import BaseModel, GetCoreSchemaHandler, TypeAdapter, ValidationError
 from pydantic_core import CoreSchema, core_schema
 from typing_extensions import TypedDict
 
-__all__ = ["CLIENT_SETTINGS", "OPERATIONS_ENV", "ServedContext", "graph", "load_operations", "served_context"]
+__all__ = [
+    "CLIENT_SETTINGS",
+    "DESCRIPTION",
+    "OPERATIONS_ENV",
+    "OUTPUT_KEYS",
+    "PolicyOverrides",
+    "RunContext",
+    "ServedContext",
+    "ServedGraph",
+    "ServedInput",
+    "ServedOutput",
+    "graph",
+    "load_operations",
+    "served_context",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +62,58 @@ OPERATIONS_ENV = "KGOT_SERVER_OPERATIONS"
 """`package.module:name` of a mapping {operation name: callable} that backoff and refine may re-run."""
 
 
-class _PolicyOverrides(TypedDict, total=False):
-    """Per-run overrides of the recovery policy (fields as in the settings file's groups)."""
+def _overrides(group: type[BaseModel], name: str, doc: str) -> Any:
+    """A TypedDict of every field of a settings group, none required: what a run may override, typed."""
+    fields = {field: info.annotation for field, info in group.model_fields.items()}
+    overrides = TypedDict(name, fields, total=False)  # type: ignore[operator]
+    overrides.__doc__ = doc
+    overrides.__module__ = __name__
+    return overrides
 
-    syntax_error_management: dict[str, Any]
-    api_error_management: dict[str, Any]
-    error_recovery: dict[str, Any]
+
+SyntaxOverrides = _overrides(SyntaxSettings, "SyntaxOverrides", "Per-run overrides of syntax_error_management "
+                             "(unicode_fix, parser_fix, llm_fix).")
+ApiOverrides = _overrides(ApiSettings, "ApiOverrides", "Per-run overrides of api_error_management (backoff).")
+RecoveryOverrides = _overrides(RecoverySettings, "RecoveryOverrides", "Per-run overrides of error_recovery "
+                               "(refine, vote, escalation to a person).")
 
 
-class _ContextData(TypedDict, total=False):
-    """What a client sends as a run's `context`."""
+class PolicyOverrides(TypedDict, total=False):
+    """Per-run overrides of the recovery policy: only these groups, only the fields given."""
 
-    settings: _PolicyOverrides
+    syntax_error_management: SyntaxOverrides  # type: ignore[valid-type]
+    api_error_management: ApiOverrides  # type: ignore[valid-type]
+    error_recovery: RecoveryOverrides  # type: ignore[valid-type]
+
+
+class RunContext(TypedDict, total=False):
+    """What a client may send as a run's `context`: overrides of the recovery policy, nothing else."""
+
+    settings: PolicyOverrides
+
+
+class ServedInput(TypedDict):
+    """A run's input: `{"incident": {...}}`; `error_type` and `message` are required."""
+
+    incident: Incident
+
+
+class ServedOutput(TypedDict, total=False):
+    """A run's output: `result` once it has finished, and the attempts so far (each layer's stream update)."""
+
+    result: RecoveryResult
+    attempts: list[AttemptRecord]
+    kind: str
+    classified_by: str
+
+
+OUTPUT_KEYS = ("result", "attempts", "kind", "classified_by")
+"""The state keys a served run outputs and streams: `stream_mode="updates"` shows each layer's attempts."""
+DESCRIPTION = ("Layered recovery of an LLM agent's failure: broken JSON or code, flaky operations. Input "
+               "{\"incident\": {error_type, message, content, output_schema, operation, ...}}; output the "
+               "RecoveryResult under \"result\" and every layer's attempts. Paused runs resume with "
+               "Command(resume=fix) or {\"__give_up__\": true}.")
+"""The assistant's description (langgraph.json carries the same text)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,12 +231,55 @@ class ServedContext(RecoveryContext):
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         """The JSON a client sends (for the server's schema endpoint and Studio's context form)."""
-        return core_schema.no_info_after_validator_function(lambda data: cls(**data), handler(_ContextData))
+        return core_schema.no_info_after_validator_function(lambda data: cls(**data), handler(RunContext))
 
 
 def served_context(**overrides: Any) -> ServedContext:
     """The context a served run gets with `{"settings": overrides}` as its JSON context."""
     return ServedContext(settings=overrides)
+
+
+class ServedGraph(CompiledStateGraph):
+    """The recovery graph as served: its input checked at the door, typed schemas, attempts in the output.
+
+    A run's input is validated as an Incident before any layer runs, so a missing
+    `error_type` fails the run with InvalidIncident naming the field (not a KeyError from
+    inside a layer). The input, output and context schemas the server publishes (Studio's
+    forms, the SDKs' `assistants.get_schemas`) are ServedInput, ServedOutput and RunContext.
+    """
+
+    @staticmethod
+    def _checked(input: Any) -> Any:
+        if isinstance(input, Mapping) and "incident" in input:
+            return {**input, "incident": Incident.parse(input["incident"]).to_data()}
+        if isinstance(input, Mapping):
+            from kgot_errors.errors import InvalidIncident
+
+            raise InvalidIncident("a run's input is {\"incident\": {...}} (error_type and message are required)",
+                                  field="incident")
+        return input  # None or a Command (resume)
+
+    async def astream(self, input: Any, config: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
+        async for item in super().astream(self._checked(input), config, **kwargs):
+            yield item
+
+    def stream(self, input: Any, config: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
+        yield from super().stream(self._checked(input), config, **kwargs)
+
+    def get_input_jsonschema(self, config: Any = None) -> dict[str, Any]:
+        return _schema(ServedInput, "kgot-errors input")
+
+    def get_output_jsonschema(self, config: Any = None) -> dict[str, Any]:
+        return _schema(ServedOutput, "kgot-errors output")
+
+    def get_context_jsonschema(self) -> dict[str, Any]:  # type: ignore[override]
+        return _schema(RunContext, "kgot-errors context")
+
+
+def _schema(typ: Any, title: str) -> dict[str, Any]:
+    schema = TypeAdapter(typ).json_schema()
+    schema["title"] = title
+    return schema
 
 
 _compiled: Any = None
@@ -200,7 +299,9 @@ def _compile() -> Any:
             compiled = build_graph(cache=InMemoryCache())
             cache = compiled.cache.scoped(scope=model_identity(served.model), ttl=syntax.correction_cache_ttl,
                                           enabled=syntax.cache_corrections)
-            _compiled = compiled.copy(update={"context_schema": ServedContext, "cache": cache})
+            attrs = {k: v for k, v in compiled.__dict__.items() if k != "__orig_class__"}
+            _compiled = ServedGraph(**{**attrs, "context_schema": ServedContext, "cache": cache,
+                                       "output_channels": list(OUTPUT_KEYS)})
         return _compiled
 
 

@@ -268,3 +268,36 @@ def test_recovery_failed_says_not_recovered_once():
         fetch("http://127.0.0.1:9/x")
     text = str(info.value)
     assert text.startswith("not recovered") and text.count("not recovered") == 1, text
+
+
+def test_a_parent_graph_invoked_sync_embeds_the_sync_twin_of_the_recovery_graph():
+    from kgot_errors.integration.sync import build_sync_graph
+
+    class Parent(TypedDict, total=False):
+        incident: dict
+        result: dict
+
+    def parent(recovery: Any) -> Any:
+        g = StateGraph(Parent, context_schema=RecoveryContext)
+        g.add_node("fail", lambda s: {"incident": Incident.from_exception(
+            json.JSONDecodeError("Expecting value", "{'temp': 7,}", 0), schema=SCHEMA).to_data()})
+        g.add_node("recovery", recovery)
+        g.add_edge(START, "fail")
+        g.add_edge("fail", "recovery")
+        g.add_edge("recovery", END)
+        return g.compile()
+
+    with pytest.raises(TypeError, match="No synchronous function provided"):
+        parent(build_graph()).invoke({}, context=RecoveryContext(settings=Settings()))
+    out = parent(build_sync_graph()).invoke({}, context=RecoveryContext(settings=Settings()))
+    assert out["result"]["recovered_by"] == "parser_fix" and out["result"]["value"] == {"temp": 7}
+    assert parent(build_sync_graph()).invoke({})["result"]["value"] == {"temp": 7}  # no context: from settings
+
+
+async def test_the_sync_twin_also_runs_under_ainvoke():
+    from kgot_errors.integration.sync import build_sync_graph
+
+    out = await build_sync_graph().ainvoke({"incident": {"error_type": "json.decoder.JSONDecodeError",
+                                                         "message": "m", "content": "[1, 2,"}},
+                                           context=RecoveryContext(settings=Settings()))
+    assert out == {"result": out["result"]} and out["result"]["value"] == [1, 2]

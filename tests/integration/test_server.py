@@ -189,6 +189,50 @@ async def test_a_run_s_context_may_override_the_policy_but_not_the_server_s_choi
     assert "may override only" in server.log.read_text()
 
 
+async def test_stream_mode_updates_shows_each_layer_s_attempts(server):
+    client = server.client()
+    thread = await client.threads.create()
+    updates = [part.data async for part in client.runs.stream(thread["thread_id"], GRAPH, input={"incident": BROKEN},
+                                                               stream_mode="updates") if part.event == "updates"]
+    assert [next(iter(u)) for u in updates] == ["classify", "unicode_fix", "parser_fix"]
+    assert updates[0]["classify"]["kind"] == "syntax"
+    assert [a["verdict"] for a in updates[1]["unicode_fix"]["attempts"]] == ["failed"]
+    assert [a["layer"] for a in updates[2]["parser_fix"]["attempts"]] == ["parser_fix"]
+    assert updates[2]["parser_fix"]["result"]["recovered"]
+
+
+async def test_input_without_error_type_fails_with_a_typed_validation_error(server):
+    client = server.client()
+    for bad, field in (({"incident": {"message": "m", "content": "{}"}}, "error_type"),
+                       ({"incident": {"error_type": "ValueError"}}, "message"),
+                       ({"incident": {**BROKEN, "colour": "red"}}, "colour")):
+        thread = await client.threads.create()
+        with pytest.raises(Exception, match=f"InvalidIncident: invalid incident field '{field}'"):
+            await client.runs.wait(thread["thread_id"], GRAPH, input=bad)
+    assert "KeyError" not in server.log.read_text()
+
+
+async def test_the_assistant_publishes_typed_schemas_and_a_description(server):
+    client = server.client()
+    assistant = (await client.assistants.search())[0]
+    assert assistant["description"] and "incident" in assistant["description"]
+    schemas = await client.assistants.get_schemas(assistant["assistant_id"])
+    incident = schemas["input_schema"]["$defs"]["Incident"]
+    assert schemas["input_schema"]["required"] == ["incident"] and incident["required"] == ["error_type", "message"]
+    assert incident["properties"]["status_code"]["anyOf"][0] == {"maximum": 599, "minimum": 100, "type": "integer"}
+    output = schemas["output_schema"]
+    assert set(output["properties"]) == {"result", "attempts", "kind", "classified_by"}
+    assert {"recovered", "value", "outcome", "attempts"} <= set(output["$defs"]["RecoveryResult"]["properties"])
+    context = schemas["context_schema"]
+    names = [context.get("title", ""), *context.get("$defs", {})]
+    assert not [n for n in names if n.startswith("_")], names
+    assert {"PolicyOverrides", "SyntaxOverrides", "ApiOverrides", "RecoveryOverrides"} <= set(context["$defs"])
+    syntax = context["$defs"]["SyntaxOverrides"]["properties"]
+    assert syntax["max_retries"]["type"] == "integer" and "required" not in context["$defs"]["SyntaxOverrides"]
+    assert set(context["$defs"]["PolicyOverrides"]["properties"]) == {"syntax_error_management",
+                                                                      "api_error_management", "error_recovery"}
+
+
 def test_the_node_js_sdk_drives_the_same_server(server):
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
