@@ -504,7 +504,18 @@ def _jsonl_lines(name: str, defaults: dict[str, Any]) -> Iterator[tuple[dict[str
         for field, value in defaults.items():
             if incident.get(field) is None and value is not None and value != "":
                 incident[field] = value
-        yield incident, {k: v for k, v in item.items() if k not in known}
+        extra = {k: v for k, v in item.items() if k not in known}
+        clash = sorted(set(extra) & _result_fields())
+        if clash:  # it would be overwritten by the result's own field on the output line
+            raise _Usage(f"{name}:{number}: field {clash[0]!r} cannot be passed through: the result has a field "
+                         "of that name (rename it, e.g. to 'request_id')")
+        yield incident, extra
+
+
+def _result_fields() -> frozenset[str]:
+    from kgot_errors.state import RecoveryResult
+
+    return frozenset(RecoveryResult.model_fields)
 
 
 def _repair_many(args: argparse.Namespace, schema: Any, settings: Any, operations: dict[str, Any]) -> int:

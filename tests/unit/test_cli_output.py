@@ -42,6 +42,13 @@ def test_jsonl_lines_carry_their_own_fields_to_the_output_line(env, tmp_path):
     assert lines[0]["recovered"] and lines[0]["value"] == {"a": 1} and not lines[1]["recovered"]
 
 
+def test_a_passed_through_field_that_a_result_field_would_overwrite_is_refused(env, tmp_path):
+    batch = _jsonl(tmp_path / "in.jsonl", {"summary": "mine", "error_type": DECODE, "message": "m", "content": "[1,"})
+    out = _cli("repair", "--jsonl", batch, "--no-checkpoint", env=env)
+    assert out.returncode == 2 and out.stdout == b""
+    assert "in.jsonl:1: field 'summary' cannot be passed through" in out.stderr.decode()
+
+
 def test_jsonl_lines_get_the_schema_given_on_the_command_line(env, tmp_path):
     schema = tmp_path / "s.json"
     schema.write_text(json.dumps({"type": "object", "required": ["title"]}))
@@ -60,7 +67,7 @@ def test_output_file_and_indent(env, tmp_path):
     assert out.returncode == 0 and out.stdout == b""
     assert target.read_text() == '{\n    "a": [\n        1\n    ]\n}\n'
     many = _cli("repair", "--jsonl", _jsonl(tmp_path / "in.jsonl", {"error_type": DECODE, "message": "m",
-                                                                      "content": "[1,"}),
+                                                                      "content": "[1,]"}),
                 "-o", str(tmp_path / "out.jsonl"), "--no-checkpoint", env=env)
     assert many.returncode == 0 and json.loads((tmp_path / "out.jsonl").read_text())["value"] == [1]
     refused = _cli("repair", "--jsonl", str(tmp_path / "in.jsonl"), "--indent", "2", env=env)
