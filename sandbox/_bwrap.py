@@ -27,7 +27,7 @@ from kgot_errors.sandbox._result import ExecResult
 from kgot_errors.sandbox._seccomp import seccomp_program
 from kgot_errors.sandbox._uid import run_uid
 from kgot_errors.sandbox._verdict import decide
-from kgot_errors.sandbox._wire import Deframer, payload, supervisor_argv
+from kgot_errors.sandbox._wire import Deframer, payload, supervisor_argv, supervisor_code
 
 __all__ = ["BwrapBackend", "exit_status", "find_bwrap"]
 
@@ -133,6 +133,7 @@ class BwrapBackend:
         self._static: list[str] | None = None
         self._root = os.geteuid() == 0
         self._reaped_at = float("-inf")
+        self._same_python = python is None  # the host's own interpreter: the supervisor travels compiled
 
     # ------------------------------------------------------------------ setup
     def _interpreter(self) -> tuple[str, list[str]]:
@@ -239,7 +240,8 @@ class BwrapBackend:
             args += ["--seccomp", str(fd)]
         args += ["--remount-ro", "/", "--chdir", "/", "--"]
         args += supervisor_argv(python, deadline=start + limits.timeout, uid=uid, cap=limits.output_bytes,
-                                cpu_seconds=limits.cpu_seconds, scratch=SCRATCH, site=self._site)
+                                cpu_seconds=limits.cpu_seconds, scratch=SCRATCH, site=self._site,
+                                compiled=self._same_python)
         files_ = group.procs_files
         hard_cpu = limits.cpu_seconds + 1
         launcher = [
@@ -259,7 +261,7 @@ class BwrapBackend:
 
     def execute(self, code: str, limits: Limits, *, stdin: bytes | None, files: Mapping[str, bytes]) -> ExecResult:
         check_files(dict(files))
-        message = payload(code, stdin, files)
+        message = (supervisor_code() if self._same_python else b"") + payload(code, stdin, files)
         self.check()
         self.reap()
         group = self._cgroups().new_run(limits)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import marshal
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from typing import Any
 
 from kgot_errors.errors import SandboxError
 
-__all__ = ["MAX_PAYLOAD", "Deframer", "Framed", "payload", "supervisor_argv", "supervisor_source"]
+__all__ = ["MAX_PAYLOAD", "Deframer", "Framed", "payload", "supervisor_argv", "supervisor_code", "supervisor_source"]
 
 MAX_PAYLOAD = 256 << 20
 _FRAME = struct.Struct("!BI")
@@ -25,10 +26,34 @@ def supervisor_source() -> str:
     return (Path(__file__).with_name("_supervisor.py")).read_text(encoding="utf-8")
 
 
+# Reads the supervisor as a code object from the first N bytes of stdin (the payload follows): saves
+# compiling its source in every run. Only for an interpreter of this very version (marshal is not portable).
+_BOOT = (
+    "import marshal, os, sys\n"
+    "n = int(sys.argv.pop(1)); b = b''\n"
+    "while len(b) < n:\n"
+    "    c = os.read(0, n - len(b))\n"
+    "    if not c: raise SystemExit(125)\n"
+    "    b += c\n"
+    "del n, c\n"
+    "exec(marshal.loads(b))\n"
+)
+
+
+@functools.cache
+def supervisor_code() -> bytes:
+    """The supervisor compiled by this interpreter, marshalled (for `supervisor_argv(compiled=True)`)."""
+    return marshal.dumps(compile(supervisor_source(), "<kgot-supervisor>", "exec"))
+
+
 def supervisor_argv(python: str, *, deadline: float, uid: int, cap: int, cpu_seconds: float, scratch: str,
-                    site: bool = False) -> list[str]:
-    """argv that starts the supervisor (isolated mode; without `site`, only the standard library)."""
-    return [python, "-I", "-B", *([] if site else ["-S"]), "-c", supervisor_source(),
+                    site: bool = False, compiled: bool = False) -> list[str]:
+    """argv that starts the supervisor (isolated mode; without `site`, only the standard library).
+
+    `compiled`: `python` is this interpreter's version and its stdin starts with supervisor_code().
+    """
+    start = ["-c", _BOOT, str(len(supervisor_code()))] if compiled else ["-c", supervisor_source()]
+    return [python, "-I", "-B", *([] if site else ["-S"]), *start,
             repr(deadline), str(uid), str(cap), repr(float(cpu_seconds)), scratch]
 
 

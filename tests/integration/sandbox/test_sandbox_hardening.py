@@ -267,3 +267,29 @@ def test_the_host_pays_little_cpu_for_an_output_flood(sandbox: Sandbox):
     assert caller < 0.4, f"the caller spent {caller:.2f} CPU s reading a 3 s flood"
     if sandbox.name == "docker":
         assert daemon < 1.5, f"dockerd/containerd spent {daemon:.2f} CPU s on a 3 s flood"
+
+
+def test_local_socket_buffers_count_against_the_memory_limit_and_peak_memory(probes):
+    # the only sockets left (AF_UNIX): what they park is charged to the run's cgroup and reported
+    code = textwrap.dedent("""
+        import socket, time
+        pairs, total = [], 0
+        for i in range(120):
+            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            a.setblocking(False)
+            try:
+                while True:
+                    total += a.send(b"x" * 65536)
+            except BlockingIOError:
+                pass
+            pairs.append((a, b))
+        print(total)
+    """)
+    for backend in ("bwrap", "docker"):
+        sb = probes.make_sandbox(backend, timeout=10, memory="64m")
+        idle = sb.run("print(0)")
+        res = sb.run(code)
+        parked = int(res.stdout)
+        assert parked > 16 << 20, res
+        assert res.peak_memory is not None and idle.peak_memory is not None
+        assert res.peak_memory - idle.peak_memory > parked * 0.8, (backend, res.peak_memory, idle.peak_memory, parked)
