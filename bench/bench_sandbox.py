@@ -143,7 +143,7 @@ def markdown(rows: list[dict[str, object]], n: int) -> str:
         (
             "Reading: targets are bwrap at most 3x plain `subprocess.run` and docker at most 1.5x the CLI. "
             "Against the interpreter alone with the sandbox's own flags (`-S`: no site-packages, no host .pth "
-            "files), bwrap adds a fixed ~20-30 ms: namespaces and ~20 mounts (~6 ms), the setpriv hop (~2 ms), "
+            "files), bwrap adds a fixed ~20-30 ms: namespaces and ~20 mounts (~6 ms), the in-run supervisor (reads the program from stdin, forks it as the run's uid: ~3-5 ms), "
             "and running inside the run's cgroups with the 0.5 CPU quota (~10 ms in a separate measurement; "
             "cgroup setup and removal themselves take ~1 ms). A docker run is dominated by container "
             "create/start/remove in dockerd, the same work `docker run --rm` does. Throughput is bounded by "
