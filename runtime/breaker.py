@@ -120,8 +120,11 @@ class CircuitBreaker:
             self._counts["rejected"] += 1
             return None
 
-    def settle(self, ticket: Ticket | None, *, failed: bool | None) -> None:
-        """Report how the call went: `failed=True` a transient failure, False reachable, None abandoned."""
+    def settle(self, ticket: Ticket | None, *, failed: bool | None, calls: int = 1) -> None:
+        """Report how the call went: `failed=True` a transient failure, False reachable, None abandoned.
+
+        `calls`: how many callers' calls this one carried (a grouped write); a failure counts for each.
+        """
         if ticket is None:
             return
         with self._lock:
@@ -134,7 +137,7 @@ class CircuitBreaker:
             if not ticket.probe and self._open:
                 return  # a late answer to a call admitted before the circuit opened: the probe decides
             if failed:
-                self._consecutive += 1
+                self._consecutive += max(1, calls)
                 if ticket.probe or self._consecutive >= self.threshold:
                     self._open = True
                     self._opened_at = now

@@ -85,7 +85,7 @@ class StoreGuard:
         return CheckpointError(f"PostgreSQL checkpoint store {self.where}: {what}; {todo}, or set {SETTING} to "
                                "another store", setting=SETTING, target=self.where)
 
-    async def run(self, call: Callable[[], Any]) -> Any:
+    async def run(self, call: Callable[[], Any], *, calls: int = 1) -> Any:
         """`await call()` within the deadline, through the breaker; any failure raised as a CheckpointError.
 
         A call past its deadline is abandoned, not awaited: psycopg answers a cancellation by asking
@@ -112,7 +112,7 @@ class StoreGuard:
             failed = _unreachable(exc)
             raise self.failure(exc) from exc
         finally:
-            self.breaker.settle(ticket, failed=failed)
+            self.breaker.settle(ticket, failed=failed, calls=calls)
 
     def _forget(self, task: asyncio.Future[Any]) -> None:
         self.abandoned.discard(task)
@@ -243,7 +243,7 @@ class _GroupedWriter:
         try:
             while self.queued:
                 batch, self.queued = self.queued, []
-                error = await self._attempt([s for statements, _ in batch for s in statements])
+                error = await self._attempt([s for statements, _ in batch for s in statements], len(batch))
                 if error is not None and len(batch) > 1 and not _unreachable(error.__cause__ or error):
                     # nothing was committed and the server answered: find the write at fault
                     for statements, done in batch:
@@ -262,9 +262,9 @@ class _GroupedWriter:
             self.queued = []
             raise
 
-    async def _attempt(self, statements: list[_Statement]) -> Exception | None:
+    async def _attempt(self, statements: list[_Statement], calls: int = 1) -> Exception | None:
         try:
-            await self.guard.run(lambda: self._send(statements))
+            await self.guard.run(lambda: self._send(statements), calls=calls)
         except CheckpointError as exc:  # it goes to the caller of the write
             return exc
         return None

@@ -162,7 +162,9 @@ class CheckpointSettings(_Group):
     pool_timeout_seconds: float = Field(5.0, gt=0, description="waiting for a free pooled connection")
     breaker_threshold: int = Field(3, ge=1, description="consecutive failed store calls that open the breaker: "
                                    "while open, store calls fail at once")
-    breaker_reset_seconds: float = Field(5.0, ge=0, description="open breaker lets one probe call through after this")
+    breaker_reset_seconds: float = Field(10.0, ge=0, description="an open breaker lets one probe call through "
+                                         "after this (longer than a pool wait, so calls that were already waiting "
+                                         "when it opened fail at once)")
 
 
 class MonitoringSettings(_Group):

@@ -153,3 +153,10 @@ def test_refusal_says_how_long_the_circuit_stays_shut_and_counts_it(breaker, clo
     assert breaker.snapshot()["rejected"] == 1
     clock.now += 18
     assert breaker.refusal() is None  # half-open: a probe would be admitted
+
+
+def test_a_failed_call_carrying_several_callers_counts_once_for_each(breaker):
+    breaker.settle(breaker.try_acquire(), failed=True, calls=2)
+    assert breaker.state is BreakerState.CLOSED and breaker.snapshot()["consecutive_failures"] == 2
+    breaker.settle(breaker.try_acquire(), failed=True)
+    assert breaker.state is BreakerState.OPEN
