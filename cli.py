@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-EXIT_RECOVERED, EXIT_NOT_RECOVERED, EXIT_USAGE, EXIT_STORE, EXIT_INTERNAL = 0, 1, 2, 3, 4
+EXIT_RECOVERED, EXIT_NOT_RECOVERED, EXIT_USAGE, EXIT_STORE, EXIT_INTERNAL, EXIT_DEGRADED = 0, 1, 2, 3, 4, 5
 EXIT_INTERRUPTED, EXIT_PIPE = 130, 141
 
 EXIT_CODES = """\
@@ -24,6 +24,8 @@ exit codes:
   3    configuration or store error: bad settings or KGOT_* variable, a checkpoint store that
        does not exist or cannot be opened, an operation that is not registered, no sandbox
   4    internal error (a bug): one line here, the traceback in the file it names
+  5    degraded: a value is printed, but the fix changed the data (e.g. completed a truncated
+       document); the verdict line lists the changes (--inline leaves such files as they were)
   130  interrupted (Ctrl-C); 141: the output pipe was closed
   `run` exits with the program's own exit code (124: killed at the timeout)."""
 
@@ -374,9 +376,15 @@ def _kind_for(name: str, kind: str | None) -> str | None:
 
 def _value_text(result: Any, indent: int | None) -> str:
     value = result.value
-    if isinstance(value, str) and result.text == value:
-        return value  # code or text: as it is
+    if (isinstance(value, str) and result.text == value) or (indent is None and result.text is not None):
+        return result.text  # code, or the value's JSON text: valid input comes back byte for byte
     return json.dumps(value, ensure_ascii=False, indent=indent)
+
+
+def _exit_for(result: Any) -> int:
+    if result.recovered:
+        return EXIT_RECOVERED
+    return EXIT_DEGRADED if result.outcome == "degraded" else EXIT_NOT_RECOVERED
 
 
 def _write_file(path: Path, text: str) -> None:
@@ -417,7 +425,11 @@ class _Out:
 def _verdict(result: Any, name: str | None = None) -> None:
     thread = f" [thread {result.thread_id}]" if result.thread_id else ""
     where = f"{name}: " if name else ""
-    print(f"{where}{result.summary}{thread}", file=sys.stderr)
+    changes = ""
+    if result.outcome == "degraded" and result.changes:
+        listed = "; ".join(f"{c['kind']} {c['path']}: {c['detail']}" for c in result.changes[:3])
+        changes = f" [changes: {listed}{'; ...' if len(result.changes) > 3 else ''}]"
+    print(f"{where}{result.summary}{changes}{thread}", file=sys.stderr)
 
 
 def _memory_note(target: Any, result: Any) -> None:
@@ -432,12 +444,12 @@ def _print_result(result: Any, args: argparse.Namespace, out: _Out | None = None
     try:
         if getattr(args, "json", False):
             out.write_line(json.dumps(result.to_data(), ensure_ascii=False, indent=2 if indent is None else indent))
-        elif result.recovered:
+        elif result.recovered or result.outcome == "degraded":
             out.write_line(_value_text(result, indent))
     finally:
         out.close()
     _verdict(result)
-    return EXIT_RECOVERED if result.recovered else EXIT_NOT_RECOVERED
+    return _exit_for(result)
 
 
 # --- repair -----------------------------------------------------------------------------------------------------
@@ -476,7 +488,7 @@ def _cmd_repair(args: argparse.Namespace) -> int:
         if result.recovered:
             _write_file(Path(name), _value_text(result, args.indent))
         _verdict(result, name)
-        return EXIT_RECOVERED if result.recovered else EXIT_NOT_RECOVERED
+        return _exit_for(result)
     return _print_result(result, args)
 
 

@@ -45,8 +45,6 @@ async def parser_fix(state: RecoveryState, runtime: Runtime[RecoveryContext]) ->
         return {"attempts": [attempt(LAYER, state, Verdict.FAILED, out.reason or "does not validate",
                                      validator=validator, evidence=evidence, started=started, now=ctx.clock())]}
     reason = "valid as given" if not out.steps else "valid after " + ", ".join(out.steps)
-    if getattr(out, "degraded", False):
-        reason = "degraded: " + reason + " (it changes the data: see evidence.changes)"
     return {
         "attempts": [attempt(LAYER, state, fix_verdict(out), reason, validator=validator, evidence=evidence,
                              candidate=out.text, started=started, now=ctx.clock())],
