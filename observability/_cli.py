@@ -166,7 +166,7 @@ def _render(stats: Any) -> None:
     overview.add_column(style="bold")
     overview.add_column(justify="right")
     for label, value in (("incidents", stats.incidents), ("recovered", stats.recovered),
-                         ("not recovered", stats.not_recovered), ("escalated", stats.escalated),
+                         ("degraded (value kept, data changed)", stats.degraded), ("not recovered", stats.not_recovered), ("escalated", stats.escalated),
                          ("  paused for a person", stats.paused), ("open (running or cut off)", stats.open),
                          ("recovery rate", rate), ("LLM calls", stats.llm_calls), ("tokens", stats.tokens),
                          ("health", f"{stats.health.score:.2f} ({stats.health.status})")):

@@ -15,7 +15,7 @@ Two ways to mount them in your own process (pick one per registry: the names are
 | kgot_integration_health | gauge (0..1) | |
 | kgot_health_component | gauge (0..1) | component |
 | kgot_error_count_total | counter | kind |
-| kgot_incidents_total | counter | outcome (recovered, not_recovered, escalated) |
+| kgot_incidents_total | counter | outcome (recovered, degraded, not_recovered, escalated) |
 | kgot_incidents_open | gauge | |
 | kgot_recoveries_total | counter | layer |
 | kgot_recovery_time_seconds | histogram | |
@@ -81,8 +81,8 @@ def families(stats: Statistics) -> Iterator[Metric]:
         kinds.add_metric([kind], row.incidents)
     yield kinds
     outcomes = CounterMetricFamily("kgot_incidents", "Concluded incidents by outcome", labels=["outcome"])
-    for outcome, n in (("recovered", stats.recovered), ("not_recovered", stats.not_recovered),
-                       ("escalated", stats.escalated)):
+    for outcome, n in (("recovered", stats.recovered), ("degraded", stats.degraded),
+                       ("not_recovered", stats.not_recovered), ("escalated", stats.escalated)):
         outcomes.add_metric([outcome], n)
     yield outcomes
     yield GaugeMetricFamily("kgot_incidents_open", "Incidents still running or cut off mid-way", value=stats.open)

@@ -91,6 +91,8 @@ class Statistics(_Frozen):
     incidents: int = 0
     finished: int = 0
     recovered: int = 0
+    degraded: int = 0
+    """Finished with a value whose fix changed the data (completed, dropped, coerced): not recovered."""
     not_recovered: int = 0
     escalated: int = 0
     paused: int = 0
@@ -133,7 +135,7 @@ class Tally:
     """Accumulates threads (or results as they complete) into Statistics. Not thread-safe; cheap to add to."""
 
     def __init__(self) -> None:
-        self.incidents = self.finished = self.recovered = self.not_recovered = 0
+        self.incidents = self.finished = self.recovered = self.degraded = self.not_recovered = 0
         self.escalated = self.paused = self.open = 0
         self.by_kind: dict[str, list[int]] = {}
         self.recovered_by: dict[str, int] = {}
@@ -178,6 +180,8 @@ class Tally:
             self.times.append(float(data.get("duration_s") or 0.0))
         elif outcome == "escalated":
             self.escalated += 1
+        elif outcome == "degraded":
+            self.degraded += 1
         else:
             self.not_recovered += 1
 
@@ -227,6 +231,7 @@ class Tally:
             incidents=self.incidents,
             finished=self.finished,
             recovered=self.recovered,
+            degraded=self.degraded,
             not_recovered=self.not_recovered,
             escalated=self.escalated,
             paused=self.paused,

@@ -16,6 +16,8 @@ from kgot_errors.runtime.settings import Settings, load_settings
 BROKEN = [{"error_type": "json.decoder.JSONDecodeError", "message": "m", "content": f"{{'i': {i}, 'ok': True,}}"}
           for i in range(3)]
 VALID = {"error_type": "json.decoder.JSONDecodeError", "message": "m", "content": '{"valid": true}'}
+TRUNCATED = {"error_type": "json.decoder.JSONDecodeError", "message": "Unterminated string",
+             "content": '{"items": [1, 2, 3], "note": "cut off he'}
 REFUSAL = {"error_type": "json.decoder.JSONDecodeError", "message": "Expecting value",
            "content": "Sorry, I cannot do that."}
 FLAKY = {"error_type": "TimeoutError", "message": "timed out", "operation": "flaky", "arguments": {}}
@@ -165,10 +167,14 @@ def test_an_in_memory_saver_and_a_missing_file_are_read_too(tmp_path):
 
             await arecover(BROKEN[0], checkpointer=saver, settings=Settings())
             await arecover(REFUSAL, checkpointer=saver, settings=Settings())
+            cut = await arecover(TRUNCATED, checkpointer=saver, settings=Settings())
+            assert cut.outcome == "degraded"
             return await aget_statistics(checkpointer=saver, breakers=BreakerStore())
 
     s = run_sync(go)
-    assert (s.incidents, s.recovered, s.recovered_by) == (2, 1, {"parser_fix": 1})
+    # the completed truncation keeps its value but is no recovery: counted apart, and against the rate
+    assert (s.incidents, s.recovered, s.degraded, s.not_recovered, s.recovered_by) == (3, 1, 1, 1, {"parser_fix": 1})
+    assert s.recovery_rate == round(1 / 3, 6)
     empty = get_statistics(checkpointer=str(tmp_path / "nothing-here.sqlite"), breakers=BreakerStore())
     assert (empty.incidents, empty.recovery_rate, empty.health.score) == (0, None, 1.0)
     assert not (tmp_path / "nothing-here.sqlite").exists()  # reading never creates a store
