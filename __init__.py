@@ -27,6 +27,10 @@ _EXPORTS: dict[str, str] = {
     "arecover_iter": "kgot_errors.graph.recover",
     "pending": "kgot_errors.graph.recover",
     "apending": "kgot_errors.graph.recover",
+    "unfinished": "kgot_errors.graph.unfinished",
+    "aunfinished": "kgot_errors.graph.unfinished",
+    "resume_unfinished": "kgot_errors.graph.unfinished",
+    "aresume_unfinished": "kgot_errors.graph.unfinished",
     "build_graph": "kgot_errors.graph.builder",
     "guard": "kgot_errors.integration.guard",
     "node_error_handler": "kgot_errors.integration.agents",
@@ -67,6 +71,7 @@ if TYPE_CHECKING:
         recover_many,
         resume,
     )
+    from kgot_errors.graph.unfinished import aresume_unfinished, aunfinished, resume_unfinished, unfinished
     from kgot_errors.runtime.context import RecoveryContext
     from kgot_errors.runtime.settings import Settings, load_settings
     from kgot_errors.state import Attempt, ErrorKind, Incident, Layer, RecoveryResult, Verdict

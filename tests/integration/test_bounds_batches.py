@@ -14,7 +14,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from kgot_errors import arecover_many, history
 from kgot_errors.errors import CheckpointError
-from kgot_errors.graph.unfinished import resume_unfinished, unfinished
+from kgot_errors import resume_unfinished, unfinished
 from kgot_errors.runtime.settings import Settings
 
 WORKER = Path(__file__).with_name("batch_crash_worker.py")
