@@ -48,7 +48,7 @@ def _langchain(text: str, schema: Any) -> Any:
 
 
 def _kgot(text: str, schema: Any) -> Any:
-    from kgot_errors.nodes._json import repair
+    from kgot_errors.repair import repair
 
     return repair(text, schema)
 
@@ -116,7 +116,7 @@ def _judge(case: dict[str, Any], value: Any, failed: bool) -> tuple[bool, bool, 
     """(scoreable, exact, valid) for one case."""
     alternatives = case.get("alternatives") or []
     scoreable = not case.get("ambiguous") or bool(alternatives)
-    from kgot_errors.nodes._json import is_strict_json
+    from kgot_errors.repair import is_strict_json
 
     valid = not failed and is_strict_json(value)
     exact = valid and scoreable and (

@@ -38,8 +38,8 @@ class _NeverRun:
 
 def handover_matrix(cases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     from kgot_errors import build_graph
-    from kgot_errors.nodes._json import is_strict_json
-    from kgot_errors.nodes._schema import load_schema, schema_errors
+    from kgot_errors.repair import is_strict_json
+    from kgot_errors.repair import load_schema, schema_errors
     from kgot_errors.runtime.context import RecoveryContext
     from kgot_errors.testing.handovers import HANDOVERS, incident_for
 
@@ -83,8 +83,8 @@ def handover_matrix(cases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def schema_suite() -> dict[str, dict[str, int]]:
-    from kgot_errors.nodes._json import is_strict_json, parser_layer, unicode_layer
-    from kgot_errors.nodes._schema import load_schema, schema_errors
+    from kgot_errors.repair import is_strict_json, parser_layer, unicode_layer
+    from kgot_errors.repair import load_schema, schema_errors
 
     uri = {"draft2020-12": "https://json-schema.org/draft/2020-12/schema",
            "draft7": "http://json-schema.org/draft-07/schema#"}

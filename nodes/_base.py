@@ -85,7 +85,7 @@ def with_input_damage(out: Any, state: RecoveryState, policy: dict[str, str] | N
         return out
     from dataclasses import replace
 
-    from kgot_errors.nodes._json import DEGRADE, REFUSE, Outcome, disposition
+    from kgot_errors.repair._outcome import DEGRADE, REFUSE, Outcome, disposition
 
     changes = (*out.changes, *({"kind": "removed", "path": "$", "detail": note} for note in notes))
     verdict = disposition(changes, policy)

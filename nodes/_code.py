@@ -7,7 +7,7 @@ import re
 import textwrap
 from dataclasses import dataclass
 
-from kgot_errors.nodes._json import Outcome
+from kgot_errors.repair._outcome import Outcome
 
 __all__ = ["code_layer", "syntax_error"]
 

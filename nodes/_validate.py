@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from kgot_errors.state import ContentKind
 
 if TYPE_CHECKING:  # the repair engine loads on first use, not with the graph
-    from kgot_errors.nodes._json import Outcome
+    from kgot_errors.repair._outcome import Outcome
     from kgot_errors.runtime.settings import SyntaxSettings
 
 __all__ = ["json_text", "validate_candidate"]
@@ -19,7 +19,7 @@ def json_text(text: str, schema: dict[str, Any] | bool | None, *, max_chars: int
     """unicode_fix's, then parser_fix's validators on proposed text (the cheap strict path first; then
     extraction from fences and prose, repair, schema coercion); ok only for strict JSON that fits the schema
     and whose changes to the data the policy does not refuse."""
-    from kgot_errors.nodes._json import parser_layer, unicode_layer
+    from kgot_errors.repair._layers import parser_layer, unicode_layer
 
     strict = unicode_layer(text, schema, max_chars=max_chars, max_depth=max_depth)
     return strict if strict.ok else parser_layer(text, schema, max_chars=max_chars, max_depth=max_depth,
@@ -39,7 +39,8 @@ def validate_candidate(candidate: Any, *, content_kind: str | None, schema: dict
     if isinstance(candidate, str) and (content_kind == ContentKind.JSON or schema is not None):
         return json_text(candidate, schema, max_chars=limits.max_content_chars, max_depth=limits.max_depth,
                          policy=limits.changes), "json+schema"
-    from kgot_errors.nodes._json import Outcome, is_strict_json
+    from kgot_errors.repair._outcome import Outcome
+    from kgot_errors.repair._strict import is_strict_json
 
     if not is_strict_json(candidate):
         return _rejected("not a strict JSON value (NaN, Infinity, lone surrogates or non-JSON types)"), "json"
@@ -49,7 +50,7 @@ def validate_candidate(candidate: Any, *, content_kind: str | None, schema: dict
         return _rejected(f"not a JSON value: {exc}"), "json"
     if schema is not None:
         from kgot_errors.errors import InvalidSchema
-        from kgot_errors.nodes._schema import schema_errors
+        from kgot_errors.repair._schema import schema_errors
 
         try:
             errors = schema_errors(candidate, schema)
@@ -62,6 +63,6 @@ def validate_candidate(candidate: Any, *, content_kind: str | None, schema: dict
 
 
 def _rejected(reason: str, errors: tuple[str, ...] = ()) -> Outcome:
-    from kgot_errors.nodes._json import Outcome
+    from kgot_errors.repair._outcome import Outcome
 
     return Outcome(ok=False, reason=reason, errors=errors)

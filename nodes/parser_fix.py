@@ -29,7 +29,7 @@ async def parser_fix(state: RecoveryState, runtime: Runtime[RecoveryContext]) ->
         out = await offload(code_layer, text)
         validator = "ast.parse"
     elif kind == ContentKind.JSON:
-        from kgot_errors.nodes._json import parser_layer
+        from kgot_errors.repair._layers import parser_layer
 
         out = await offload(parser_layer, text, state["incident"].get("output_schema"),
                             max_chars=limits.max_content_chars, max_depth=limits.max_depth, policy=limits.changes)

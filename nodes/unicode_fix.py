@@ -15,7 +15,7 @@ LAYER = Layer.UNICODE_FIX
 
 async def unicode_fix(state: RecoveryState, runtime: Runtime[RecoveryContext]) -> RecoveryUpdate:
     """Normalise the text and accept it only if it then parses as strict JSON and fits the schema."""
-    from kgot_errors.nodes._json import unicode_layer
+    from kgot_errors.repair._layers import unicode_layer
 
     ctx = context_of(runtime)
     started = ctx.clock()

@@ -128,7 +128,7 @@ class Incident(BaseModel):
     @field_validator("output_schema", mode="before")
     @classmethod
     def _schema_to_dict(cls, value: Any) -> Any:
-        from kgot_errors.nodes._schema import load_schema
+        from kgot_errors.repair._schema import load_schema
 
         return load_schema(value)
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from kgot_errors import build_graph
-from kgot_errors.nodes._json import is_strict_json
-from kgot_errors.nodes._schema import load_schema, schema_errors
+from kgot_errors.repair import is_strict_json
+from kgot_errors.repair import load_schema, schema_errors
 from kgot_errors.runtime.context import RecoveryContext
 from kgot_errors.state import ErrorKind
 from kgot_errors.testing.handovers import HANDOVERS, incident_for

@@ -14,7 +14,7 @@ import pytest
 from pydantic import BaseModel
 
 from kgot_errors.errors import InvalidSchema
-from kgot_errors.nodes._json import (
+from kgot_errors.repair import (
     InputTooLarge,
     NonFiniteNumber,
     Outcome,

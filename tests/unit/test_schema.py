@@ -6,7 +6,7 @@ import pytest
 from pydantic import BaseModel
 
 from kgot_errors.errors import InvalidSchema
-from kgot_errors.nodes._schema import coerce_to_schema, load_schema, schema_errors
+from kgot_errors.repair import coerce_to_schema, load_schema, schema_errors
 
 PERSON = {
     "type": "object",

@@ -11,8 +11,8 @@ import pytest
 
 from kgot_errors import recover_many
 from kgot_errors.errors import InvalidSchema
-from kgot_errors.nodes._json import parser_layer, unicode_layer
-from kgot_errors.nodes._schema import load_schema
+from kgot_errors.repair import parser_layer, unicode_layer
+from kgot_errors.repair import load_schema
 
 REDOS = [r"^(a|aa)+$", r"^(a+)+b$", r"^([a-z]+)*\d$"]
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from kgot_errors.errors import InvalidSchema
-from kgot_errors.nodes._json import is_strict_json, parser_layer, unicode_layer
-from kgot_errors.nodes._schema import load_schema, schema_errors
+from kgot_errors.repair import is_strict_json, parser_layer, unicode_layer
+from kgot_errors.repair import load_schema, schema_errors
 
 SUITE = Path(__file__).resolve().parents[1] / "data" / "json_schema_test_suite"
 DRAFT_URI = {"draft2020-12": "https://json-schema.org/draft/2020-12/schema",

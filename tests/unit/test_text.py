@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from kgot_errors.nodes._text import (
+from kgot_errors.repair._unicode import (
     closes_string,
     encoder_round_trips,
     fix_text,

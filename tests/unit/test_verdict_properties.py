@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kgot_errors import recover
-from kgot_errors.nodes._json import is_strict_json, parser_layer, unicode_layer
-from kgot_errors.nodes._schema import schema_errors
+from kgot_errors.repair import is_strict_json, parser_layer, unicode_layer
+from kgot_errors.repair import schema_errors
 
 # Any code point but lone surrogates (strict JSON text is UTF-8), with backslashes, `\u`, C0/C1 controls and
 # mojibake-looking pairs drawn often.

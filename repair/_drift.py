@@ -1,0 +1,196 @@
+"""The drift guard: what a third-party repair kept of the text, what it invented or dropped, and noise."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import re
+import unicodedata
+from collections import Counter
+from typing import Any
+
+from kgot_errors.repair._normalise import QUOTES
+from kgot_errors.repair._outcome import Change, change
+from kgot_errors.repair._strict import dumps as _dumps
+
+#: A json_repair result must keep at least this share of its input's words and numbers.
+MIN_COVERAGE = 0.6
+
+_WORD = re.compile(r"[^\W_]+")
+_LITERAL_U_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+
+
+def _words(text: str) -> Counter[str]:
+    text = _LITERAL_U_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    return Counter(w.lower() for w in _WORD.findall(text))
+
+
+def coverage(source: str, value: Any) -> float:
+    """Share of the source's words and numbers that survive in the value (the drift guard)."""
+    wanted = _words(source)
+    total = sum(wanted.values())
+    if not total:
+        return 1.0
+    got = _words(_dumps(value))
+    return sum(min(c, got[w]) for w, c in wanted.items()) / total
+
+
+
+_JSONISH_START = re.compile(r"[\[{]")
+_NUMBER_TOKEN = re.compile(r"[-+]?(?:\d[\d_]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_EMPTY_STRING = re.compile(r"""""|''|\u201c\u201d|\u2018\u2019""")
+_EDIT_CHANGES = {
+    "completed truncated JSON": ("truncated", "closed the containers a cut-off document left open"),
+    "closed a truncated string": ("truncated", "closed a string the document ended in"),
+    "filled missing values": ("added", "filled a missing value with null"),
+    "removed stray words between members": ("removed", "dropped words standing between members"),
+}
+
+
+def _edit_changes(edits: tuple[str, ...]) -> list[Change]:
+    """The data changes the normaliser's edits stand for (most edits only mend syntax)."""
+    return [change(*_EDIT_CHANGES[e][:1], "$", _EDIT_CHANGES[e][1]) for e in edits if e in _EDIT_CHANGES]
+
+
+_OPEN_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*(")?|[\[\]{}()]', re.S)
+
+
+def _ends_open(text: str) -> bool:
+    """True if the text ends inside a string or with containers left open (a cut-off document)."""
+    depth = 0
+    for m in _OPEN_TOKEN.finditer(text):
+        token = m.group()
+        if token[0] == '"':
+            if m.group(1) is None:
+                return True
+        elif token in "[{(":
+            depth += 1
+        else:
+            depth = max(0, depth - 1)
+    return depth > 0
+
+
+def _library_changes(source: str, value: Any) -> list[Change]:
+    """What a third-party repair did to the data, judged against its source text: values that are not
+    in the text (`added`), words and numbers of the text missing from the value (`removed`), a
+    document completed past the text's end (`truncated`)."""
+    changes: list[Change] = []
+    first = _JSONISH_START.search(source)  # prose before the value is not the value's
+    if first is not None:
+        source = source[first.start() :]
+    words = _words(source)
+    numbers = set()
+    for m in _NUMBER_TOKEN.finditer(source):
+        with contextlib.suppress(ValueError):
+            numbers.add(float(m.group().replace("_", "")))
+    empties = len(_EMPTY_STRING.findall(source))
+    todo: list[tuple[Any, str]] = [(value, "$")]
+    while todo and len(changes) < 20:
+        v, path = todo.pop()
+        if isinstance(v, dict):
+            for k, x in v.items():
+                if not _in_text(k, words, source):
+                    changes.append(change("added", f"{path}.{k}", "a key that is not in the text"))
+                todo.append((x, f"{path}.{k}"))
+        elif isinstance(v, list):
+            todo.extend((x, f"{path}[{i}]") for i, x in enumerate(v))
+        elif isinstance(v, str):
+            if v == "":
+                empties -= 1
+                if empties < 0:
+                    changes.append(change("added", path, "an empty string that is not in the text"))
+            elif not _in_text(v, words, source):
+                changes.append(change("added", path, f"a string that is not in the text ({_short(v)})"))
+        elif isinstance(v, bool):
+            if not ({"true", "yes"} if v else {"false", "no"}) & words.keys():
+                changes.append(change("added", path, f"{str(v).lower()}, which the text does not say"))
+        elif v is None:
+            if not {"null", "none", "nil", "undefined", "nan", "infinity", "inf"} & words.keys():
+                changes.append(change("added", path, "null, which the text does not say"))
+        elif isinstance(v, (int, float)) and math.isfinite(v) and float(v) not in numbers:
+            changes.append(change("added", path, f"the number {v}, which is not in the text"))
+    missing = _words(_COMMENT.sub(" ", source)).keys() - _value_words(value)
+    if missing:
+        shown = ", ".join(sorted(missing)[:5]) + (", ..." if len(missing) > 5 else "")
+        changes.append(change("removed", "$", f"{len(missing)} word(s) of the text are not in the value ({shown})"))
+    if _ends_open(source):
+        changes.append(change("truncated", "$", "completed a document cut off before its end"))
+    return changes
+
+
+_COMMENT = re.compile(r"""//[^\n]*|/\*.*?(?:\*/|$)|(?<![\w"'])#[^\n"]*|\.{3}|\u2026|`{3,}[\w+\-.]*""", re.S)
+
+
+def _value_words(value: Any) -> set[str]:
+    """The distinct words and numbers in a value's keys and strings (and its numbers' digits)."""
+    found: set[str] = set()
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        if isinstance(v, dict):
+            todo.extend(v.keys())
+            todo.extend(v.values())
+        elif isinstance(v, list):
+            todo.extend(v)
+        elif isinstance(v, str):
+            found.update(_words(v))
+        elif v is None:
+            found.update(("null", "none"))
+        else:
+            found.update(_words(json.dumps(v)))
+    return found
+
+
+def _in_text(text: str, words: Counter[str], source: str) -> bool:
+    found = _words(text)
+    return all(w in words for w in found) if found else text in source
+
+
+def _short(value: Any) -> str:
+    text = _dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _script(ch: str) -> str:
+    name = unicodedata.name(ch, "")
+    return name.split(" ", 1)[0] if name else "?"
+
+
+def _odd_chunk(chunk: str) -> bool:
+    letters = [c for c in chunk if c.isalpha()]
+    scripts = {_script(c) for c in letters if ord(c) > 0x7F} | ({"LATIN"} if any(c.isascii() for c in letters) else set())
+    odd = sum(1 for c in chunk if unicodedata.category(c)[0] in "SMC" and c not in QUOTES)
+    return len(scripts) >= 4 or (len(chunk) >= 12 and odd > 0.3 * len(chunk))
+
+
+def _noisy_text(text: str) -> bool:
+    """True if most 32-character stretches of the text mix many scripts or are mostly symbols (random bytes)."""
+    if text.isascii():
+        return False
+    chunks = [text[i : i + 32] for i in range(0, min(len(text), 2048), 32)]
+    return sum(_odd_chunk(c) for c in chunks) * 2 >= len(chunks)
+
+
+def noise(value: Any) -> str | None:
+    """Why a repaired value reads as noise rather than data, or None: strings that mix many scripts
+    (`ዠᡸī>⒜w.▱`), or are mostly symbols, marks and control characters. Real text in any language uses few
+    scripts per string; a JSON value read out of random bytes does not."""
+    todo, looked = [value], 0
+    while todo and looked < 200:
+        v = todo.pop()
+        if isinstance(v, dict):
+            todo.extend(v.keys())
+            todo.extend(v.values())
+        elif isinstance(v, list):
+            todo.extend(v)
+        elif isinstance(v, str) and len(v) >= 6 and not v.isascii():
+            looked += 1
+            letters = [c for c in v if c.isalpha()]
+            scripts = {_script(c) for c in letters if ord(c) > 0x7F} | ({"LATIN"} if any(c.isascii() for c in letters)
+                                                                           else set())
+            odd = sum(1 for c in v if unicodedata.category(c)[0] in "SMC" or unicodedata.category(c) == "Cn")
+            if len(scripts) >= 5 or odd > 0.3 * len(v):
+                return f"a string mixes {len(scripts)} scripts and {odd} symbol or control characters in {len(v)}"
+    return None
+

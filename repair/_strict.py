@@ -1,0 +1,125 @@
+"""Strict JSON: parsing that refuses NaN/Infinity and over-long or over-deep input, and what strict JSON can carry."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+__all__ = ["DEFAULT_MAX_CHARS", "DEFAULT_MAX_DEPTH", "InputTooLarge", "NonFiniteNumber", "dumps", "is_strict_json",
+           "loads_strict", "nesting_depth"]
+
+DEFAULT_MAX_DEPTH = 512
+DEFAULT_MAX_CHARS = 8_000_000
+
+
+class InputTooLarge(ValueError):
+    """The text is longer or nested deeper than the limits allow."""
+
+
+class NonFiniteNumber(ValueError):
+    """Strict JSON has no NaN, Infinity or -Infinity."""
+
+
+
+_DEPTH_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}()]', re.S)
+
+
+def nesting_depth(text: str, *, limit: int | None = None) -> int:
+    """Deepest bracket nesting outside double-quoted strings (stops early past `limit`)."""
+    opened = text.count("[") + text.count("{") + text.count("(")
+    if limit is not None and opened <= limit:
+        return opened
+    depth = deepest = 0
+    for m in _DEPTH_TOKEN.finditer(text):
+        c = m.group()[0]
+        if c in "[{(":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if limit is not None and deepest > limit:
+                    return deepest
+        elif c in "]})":
+            depth = max(0, depth - 1)
+    return deepest
+
+
+def _check_size(text: str, max_chars: int, max_depth: int) -> None:
+    if len(text) > max_chars:
+        raise InputTooLarge(f"input is {len(text):,} characters, over the {max_chars:,} limit")
+    depth = nesting_depth(text, limit=max_depth)
+    if depth > max_depth:
+        raise InputTooLarge(f"input nests deeper than {max_depth} levels")
+
+
+def _reject_constant(name: str) -> Any:
+    raise NonFiniteNumber(f"{name} is not valid in strict JSON")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise NonFiniteNumber(f"the number {text[:40]} is beyond the range of a JSON number (a double)")
+    return number
+
+
+def loads_strict(text: str, *, max_depth: int = DEFAULT_MAX_DEPTH, max_chars: int = DEFAULT_MAX_CHARS) -> Any:
+    """json.loads that rejects NaN/Infinity (literals or overflowing numbers) and over-long or over-deep
+    input (ValueErrors)."""
+    _check_size(text, max_chars, max_depth)
+    try:
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError as exc:  # pragma: no cover - the depth check comes first
+        raise InputTooLarge("input nests too deeply") from exc
+
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def is_strict_json(value: Any) -> bool:
+    """True if strict JSON can carry the value: finite numbers, string keys, UTF-8 text."""
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                return False
+        elif isinstance(v, str):
+            if _SURROGATE.search(v):
+                return False
+        elif isinstance(v, list):
+            todo.extend(v)
+        elif isinstance(v, dict):
+            if not all(isinstance(k, str) for k in v):
+                return False
+            todo.extend(v.keys())
+            todo.extend(v.values())
+        elif not (v is None or isinstance(v, (bool, int))):
+            return False
+    return True
+
+
+def _finite(value: Any, path: str = "$", found: list[str] | None = None) -> tuple[Any, list[str]]:
+    """NaN and infinities replaced by None (strict JSON has neither); the paths replaced."""
+    found = [] if found is None else found
+    if isinstance(value, float) and not math.isfinite(value):
+        found.append(path)
+        return None, found
+    if isinstance(value, list):  # loops, not comprehensions: one stack frame per level of nesting
+        before, items = len(found), []
+        for i, v in enumerate(value):
+            items.append(_finite(v, f"{path}[{i}]", found)[0])
+        return (items if len(found) > before else value), found
+    if isinstance(value, dict):
+        before, pairs = len(found), {}
+        for k, v in value.items():
+            pairs[k] = _finite(v, f"{path}.{k}", found)[0]
+        return (pairs if len(found) > before else value), found
+    return value, found
