@@ -10,8 +10,9 @@ from typing import Literal, NamedTuple
 
 from langgraph.runtime import Runtime
 
+from kgot_errors.errors import InvalidIncident
 from kgot_errors.runtime.context import RecoveryContext, context_of
-from kgot_errors.state import ContentKind, ErrorKind, IncidentData, Layer, RecoveryState, RecoveryUpdate
+from kgot_errors.state import ContentKind, ErrorKind, Incident, IncidentData, Layer, RecoveryState, RecoveryUpdate
 
 __all__ = ["BY_STATUS", "TYPE_TABLE", "Classification", "classify", "classify_incident", "status_kind"]
 
@@ -330,10 +331,21 @@ def _budgets(ctx: RecoveryContext) -> dict[str, int]:
     }
 
 
+def _incident_of(state: RecoveryState) -> IncidentData:
+    """The graph's input incident, or InvalidIncident naming what is missing (as recover() would say it)."""
+    incident = state.get("incident")
+    if isinstance(incident, dict) and incident.get("error_type") and isinstance(incident.get("message"), str):
+        return incident
+    if incident is None:
+        raise InvalidIncident('the graph\'s input is {"incident": {...}}, with error_type and message')
+    Incident.parse(incident)  # raises InvalidIncident with the field at fault
+    raise InvalidIncident("invalid incident: error_type and message are required")
+
+
 async def classify(state: RecoveryState, runtime: Runtime[RecoveryContext]) -> RecoveryUpdate:
     """Decide the error kind and fix the retry budgets for this incident; never repairs or calls out."""
     ctx = context_of(runtime)
-    kind, content_kind, rule = classify_incident(state["incident"])
+    kind, content_kind, rule = classify_incident(_incident_of(state))
     return {
         "kind": str(kind),
         "content_kind": str(content_kind) if content_kind else None,

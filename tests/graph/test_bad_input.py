@@ -140,3 +140,23 @@ def test_random_text_and_truncated_json_always_give_a_result(content):
     _assert_proven(result)
     if result.recovered and isinstance(result.value, float):
         assert math.isfinite(result.value)
+
+
+@pytest.mark.parametrize("graph_input, field", [
+    ({"incident": {"content": '{"a": 1,}'}}, "error_type"),
+    ({"incident": {"error_type": "ValueError", "content": '{"a": 1,}'}}, "message"),
+    ({"incident": {"error_type": "", "message": "m"}}, "error_type"),
+    ({"incident": ["not", "a", "mapping"]}, None),
+    ({}, None),
+])
+def test_the_compiled_graph_refuses_an_incomplete_incident_with_a_typed_error(graph_input, field):
+    """Invoked directly (as a subgraph, say), the graph names what its input lacks; it never crashes
+    with a KeyError from inside a node."""
+    import asyncio
+
+    from kgot_errors import build_graph
+    from kgot_errors.errors import InvalidIncident
+
+    with pytest.raises(InvalidIncident) as caught:
+        asyncio.run(build_graph().ainvoke(graph_input))
+    assert caught.value.field == field if field else "incident" in str(caught.value)
