@@ -24,7 +24,7 @@ from kgot_errors.repair._normalise import (
     _reaches_end,
 )
 from kgot_errors.repair._outcome import REFUSE, Change, change, describe, disposition
-from kgot_errors.repair._schema import schema_errors
+from kgot_errors.repair._schema import schema_errors, without_patterns
 from kgot_errors.repair._strict import DEFAULT_MAX_DEPTH, _finite, loads_strict, nesting_depth
 from kgot_errors.repair._unicode import fix_value_text
 
@@ -368,7 +368,7 @@ def _add_schema_guided(pool: _Pool, text: str, schema: dict[str, Any]) -> None:
     if nesting_depth(text, limit=DEFAULT_MAX_DEPTH) > DEFAULT_MAX_DEPTH:
         return
     try:
-        value = json_repair.loads(text, schema=schema)
+        value = json_repair.loads(text, schema=without_patterns(schema))  # its validator is unbounded
     except Exception:  # noqa: BLE001 - json_repair raises when the schema cannot be met
         return
     seg = _Segment(text, "the whole text (json_repair schema mode)", 0, tier=0)

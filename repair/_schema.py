@@ -54,6 +54,31 @@ def safe_search(pattern: str, text: str) -> bool:
         raise InvalidSchema(f"the schema's pattern {pattern[:80]!r} is not a regular expression: {exc}") from None
 
 
+_NAME_MAPS = frozenset({"properties", "$defs", "definitions", "dependentSchemas", "dependencies"})
+_DATA = frozenset({"enum", "const", "default", "examples"})
+
+
+def without_patterns(schema: Any) -> Any:
+    """`schema` with every `pattern` and `patternProperties` left out: guidance for code that evaluates
+    schemas with the unbounded `re` engine (json_repair's schema mode). The result is proven against the
+    whole schema afterwards, with the bounded validator."""
+    if isinstance(schema, list):
+        return [without_patterns(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if (key == "pattern" and isinstance(value, str)) or (key == "patternProperties" and isinstance(value, dict)):
+            continue
+        if key in _DATA:
+            out[key] = value
+        elif key in _NAME_MAPS and isinstance(value, dict):
+            out[key] = {name: without_patterns(sub) for name, sub in value.items()}
+        else:
+            out[key] = without_patterns(value)
+    return out
+
+
 def _pattern(validator: Any, patrn: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
     if validator.is_type(instance, "string") and not safe_search(patrn, instance):
         yield ValidationError(f"{instance!r} does not match {patrn!r}")

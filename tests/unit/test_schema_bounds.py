@@ -30,6 +30,17 @@ def test_a_backtracking_pattern_ends_at_its_deadline_as_a_failed_verdict(pattern
         assert "does not match" in (out.reason or "")  # the engine proved the mismatch within the deadline
 
 
+@pytest.mark.parametrize("text", ['{"id": "' + "a" * 40 + '!"}', "{'id': '" + "a" * 40 + "!',}"])
+def test_json_repairs_schema_mode_never_runs_a_pattern_unbounded(text: str) -> None:
+    """The last resort (json_repair's schema mode, whose validator uses `re`) gets the schema without its
+    patterns: a short string that backtracks for hours there ends at once (found by bench/bench_fuzz.py)."""
+    schema = {"type": "object", "properties": {"id": {"type": "string", "pattern": "^(a+)+$"}}}
+    started = time.monotonic()
+    out = parser_layer(text, schema)
+    assert time.monotonic() - started < 2.0
+    assert not out.ok and "does not match" in (out.reason or "")
+
+
 def test_a_batch_of_200_with_a_backtracking_pattern_ends_in_bounded_time() -> None:
     schema = {"type": "object", "properties": {"s": {"type": "string", "pattern": r"^(a|aa)+$"}}}
     incidents = [{"error_type": "ValueError", "message": "bad", "content": '{"s": "' + "a" * 5_000 + '!",}',
@@ -88,3 +99,14 @@ def test_broken_references_and_names_are_invalid_schemas(schema: dict, message: 
 def test_a_recursive_tree_schema_is_fine() -> None:
     tree = {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#"}}}}
     assert unicode_layer('{"kids": [{"kids": []}]}', tree).ok
+
+
+def test_the_guidance_schema_drops_patterns_only() -> None:
+    from kgot_errors.repair._schema import without_patterns
+
+    schema = {"type": "object", "patternProperties": {"^x": {"type": "integer"}},
+              "properties": {"pattern": {"type": "string", "pattern": "^a"}, "c": {"const": {"pattern": "kept"}}},
+              "items": [{"pattern": "^b"}], "enum": [{"pattern": "data"}]}
+    assert without_patterns(schema) == {
+        "type": "object", "properties": {"pattern": {"type": "string"}, "c": {"const": {"pattern": "kept"}}},
+        "items": [{}], "enum": [{"pattern": "data"}]}
