@@ -1,6 +1,7 @@
 """Benchmark: the LLM layers' calls and overhead over the public malformed-JSON corpus, against a loopback model.
 
     python bench/bench_llm.py [--corpus bench/corpus/json_public.jsonl] [--limit N] [--results bench/RESULTS.md]
+    python bench/bench_llm.py --compare ROUNDS [--results bench/RESULTS.md]
 
 Every case runs through the compiled graph with a real ChatOpenAI pointed at a loopback
 OpenAI-compatible server (kgot_errors.testing) that answers each llm_fix prompt with the
@@ -16,7 +17,16 @@ case's expected value. Measured and checked:
     the cache) - (the server's own time for the request). For scale, the client stack alone
     (langchain-openai + openai + httpx: a direct call minus server time) is reported too.
 
-`--results` replaces the "## LLM layers" section of that Markdown file (others are kept).
+`--compare ROUNDS` instead measures, side by side in one run and interleaved round by round, against
+the same loopback server: a direct langchain-openai call (`ChatOpenAI(...)` and its
+`with_structured_output(schema)` built once, then `.invoke(messages)` with the messages llm_fix
+would send) and an llm_fix recovery of a new incident each round (`recover()` with the model
+configured in its settings, as a user configures it; with checkpointer=None and with the default
+store). Two incidents: the typical one (a ~1.2 KB fenced, single-quoted answer with trailing
+commas and a 12-property schema, one value no deterministic repair can make fit) and a small one.
+
+`--results` replaces the "## LLM layers" section of that Markdown file (or, with --compare, its
+"### llm_fix recovery vs a direct call" part); the others are kept.
 """
 
 from __future__ import annotations
@@ -38,7 +48,6 @@ from langgraph.cache.memory import InMemoryCache
 
 from kgot_errors.graph.builder import build_graph
 from kgot_errors.nodes import _prompts
-from kgot_errors.nodes._llm import _runnable
 from kgot_errors.runtime.context import RecoveryContext
 from kgot_errors.runtime.settings import Settings
 from kgot_errors.state import Layer, RecoveryResult
@@ -100,7 +109,9 @@ async def direct_call_ms(model: Any, case: dict[str, Any], method: str, server: 
     schema = case.get("schema")
     request = {"target": "json", "content": case["input"], "error": incident(case)["message"], "schema": schema}
     prompt = _prompts.messages("llm_fix", request, max_chars=settings.llm.max_prompt_chars)
-    runnable = _runnable(model, None if method == "plain" else method, schema, None)
+    from kgot_errors.runtime.model import structured_runnable
+
+    runnable = structured_runnable(model, None if method == "plain" else method, schema, None)
     started = time.perf_counter()
     await runnable.ainvoke(prompt)
     elapsed = time.perf_counter() - started
@@ -171,6 +182,153 @@ async def bench(cases: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+COMPARE_SECTION = "### llm_fix recovery vs a direct call (issue 14)"
+COMPARE_TARGET = 1.5
+_FIELDS = {
+    "id": {"type": "integer"}, "title": {"type": "string"}, "author": {"type": "string"},
+    "rating": {"type": "number"}, "verified": {"type": "boolean"},
+    "tags": {"type": "array", "items": {"type": "string"}}, "summary": {"type": "string"},
+    "pros": {"type": "array", "items": {"type": "string"}}, "cons": {"type": "array", "items": {"type": "string"}},
+    "price": {"type": "number"}, "currency": {"type": "string"}, "published": {"type": "string"},
+}
+TYPICAL_SCHEMA = {"type": "object", "properties": _FIELDS, "required": list(_FIELDS), "additionalProperties": False}
+TYPICAL_VALUE = {
+    "id": 7, "title": "Notes on a small stovetop kettle", "author": "R. Okafor", "rating": 4.5, "verified": True,
+    "tags": ["kettle", "kitchen", "review", "stovetop"],
+    "summary": ("Boils a litre in under six minutes on gas, pours cleanly and the handle stays cool; the lid "
+                "rattles at a full boil and the whistle is faint from another room. After two months of daily "
+                "use there is no scale on the base, and the enamel has not chipped. The spout is wide enough "
+                "to fill from a tap without taking the lid off, and the base sits flat on a small induction "
+                "ring. It is heavier than the aluminium kettle it replaced, which some will mind when it is full."),
+    "pros": ["pours without dripping", "cool handle", "quick on gas and induction", "easy to descale",
+             "fills from the tap through the spout", "sits flat on small rings"],
+    "cons": ["rattling lid", "faint whistle", "no capacity marks inside", "heavy when full"],
+    "price": 39.5, "currency": "EUR", "published": "2024-05-02",
+}
+SMALL_SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+                "required": ["name", "age"], "additionalProperties": False}
+
+
+def _single_quoted(value: Any) -> str:
+    """`value` as an LLM writes it badly: single quotes, trailing commas, a 'four and a half' for the rating."""
+    def lit(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return "'" + v.replace("'", "\\'") + "'"
+        if isinstance(v, list):
+            return "[" + ", ".join(lit(x) for x in v) + ",]"
+        return json.dumps(v)
+
+    body = ",\n".join(f"  '{k}': {lit(v) if k != 'rating' else repr('four and a half')}" for k, v in value.items())
+    return f"Here is the review as JSON.\n\n```json\n{{\n{body},\n}}\n```\nTell me if a field should change."
+
+
+def compare_cases() -> dict[str, dict[str, Any]]:
+    return {
+        "typical": {"schema": TYPICAL_SCHEMA, "answer": json.dumps(TYPICAL_VALUE),
+                    "content": lambda n: _single_quoted({**TYPICAL_VALUE, "id": n})},
+        "small": {"schema": SMALL_SCHEMA, "answer": json.dumps({"name": "Bob", "age": 30}),
+                  "content": lambda n: f"{{name: Bob{n}, age: thirty"},
+    }
+
+
+def _direct(server: Any, case: dict[str, Any], settings: Settings) -> tuple[Any, list[Any]]:
+    """What a user writes: a ChatOpenAI and its structured runnable built once, the llm_fix messages to send."""
+    from langchain_openai import ChatOpenAI
+    from pydantic import SecretStr
+
+    model = ChatOpenAI(model="loopback-model", base_url=server.base_url, api_key=SecretStr("loopback-key"),
+                       timeout=settings.llm.timeout_seconds, max_retries=0, temperature=0.0, use_responses_api=False)
+    runnable = model.with_structured_output({**case["schema"], "title": "corrected_output"}, method="json_schema")
+    content = case["content"](0)
+    request = {"target": "json", "content": content, "error": "json.decoder.JSONDecodeError: Expecting value",
+               "schema": case["schema"]}
+    return runnable, _prompts.messages("llm_fix", request, max_chars=settings.llm.max_prompt_chars)
+
+
+def compare(rounds: int) -> dict[str, Any]:
+    """Per case: the three ways, interleaved round by round; medians and their ratios to the direct call."""
+    import tempfile
+
+    from kgot_errors import recover
+    from kgot_errors.runtime.settings import load_settings
+
+    out: dict[str, Any] = {"rounds": rounds, "cases": {}}
+    cases = compare_cases()
+    with tempfile.TemporaryDirectory() as data, \
+            loopback_openai(lambda request: chat(next(c["answer"] for c in cases.values()
+                                                      if c["schema"]["properties"].keys() <= _asked(request)),
+                                                 tool=request.forced_tool)) as server:
+        settings = load_settings(environ={"KGOT_MODEL": "openai:loopback-model", "OPENAI_BASE_URL": server.base_url,
+                                          "KGOT_DATA_DIR": data})
+        for name, case in cases.items():
+            runnable, messages = _direct(server, case, settings)
+            times: dict[str, list[float]] = {"direct": [], "no_store": [], "default_store": []}
+            calls_before = len(server.chat_requests)
+            for n in range(-5, rounds):  # five rounds of warm-up, not counted
+                started = time.perf_counter()
+                runnable.invoke(messages)
+                direct = time.perf_counter() - started
+                took = {}
+                for key, checkpointer in (("no_store", None), ("default_store", "default")):
+                    incident = {"error_type": "json.decoder.JSONDecodeError", "message": "Expecting value",
+                                "content": case["content"](2 * n + (key == "no_store") + 10_000),
+                                "output_schema": case["schema"]}
+                    started = time.perf_counter()
+                    result = recover(incident, checkpointer=checkpointer, settings=settings)
+                    took[key] = time.perf_counter() - started
+                    if not (result.recovered_by == Layer.LLM_FIX and result.llm_calls == 1):
+                        raise SystemExit(f"{name}/{key}: not one llm_fix call: {result.summary}")
+                if n >= 0:
+                    times["direct"].append(direct)
+                    for key, seconds in took.items():
+                        times[key].append(seconds)
+            medians = {k: statistics.median(v) * 1000 for k, v in times.items()}
+            out["cases"][name] = {
+                "content_bytes": len(case["content"](0).encode()),
+                "median_ms": {k: round(v, 3) for k, v in medians.items()},
+                "ratio": {k: round(medians[k] / medians["direct"], 2) for k in ("no_store", "default_store")},
+                "server_calls": len(server.chat_requests) - calls_before,
+            }
+    out["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    return out
+
+
+def _asked(request: Request) -> set[str]:
+    """The property names of the schema the request carries (json_schema), or every name its prompt mentions."""
+    fmt = request.body.get("response_format") or {}
+    schema = (fmt.get("json_schema") or {}).get("schema") if isinstance(fmt, dict) else None
+    if isinstance(schema, dict) and schema.get("properties"):
+        return set(schema["properties"])
+    return {word.strip('"') for word in re.findall(r'"[a-z]+"', request.text)}
+
+
+def compare_markdown(r: dict[str, Any], command: str) -> str:
+    load = ", ".join(f"{x:.1f}" for x in r["load_average"])
+    lines = [
+        COMPARE_SECTION,
+        "",
+        f"`{command}` on {platform.python_implementation()} {platform.python_version()} ({os.cpu_count()} CPUs, "
+        f"load average {load} when it ended). Medians of {r['rounds']} interleaved rounds against one loopback "
+        "server: the direct call is `ChatOpenAI(...).with_structured_output(schema)` built once and `.invoke(messages)` "
+        "with the messages llm_fix sends; each recovery is a new incident (no correction-cache replay) through "
+        "`recover()` with the model configured in its settings, classify, unicode_fix and parser_fix failing "
+        "first, then one llm_fix call validated against the schema.",
+        "",
+        f"| case | direct call | `recover(checkpointer=None)` | ratio | `recover()`, default store | ratio | "
+        f"target <= {COMPARE_TARGET}x |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, c in r["cases"].items():
+        m, q = c["median_ms"], c["ratio"]
+        met = "met" if q["no_store"] <= COMPARE_TARGET else "MISSED"
+        lines.append(f"| {name} ({c['content_bytes']} bytes) | {m['direct']} ms | {m['no_store']} ms | "
+                     f"{q['no_store']}x | {m['default_store']} ms | {q['default_store']}x | {met} (no store) |")
+    return "\n".join(lines) + "\n"
+
+
+
 def markdown(r: dict[str, Any], command: str) -> str:
     versions = ", ".join(f"{p} {importlib.metadata.version(p)}"
                          for p in ("langgraph", "langchain-core", "langchain-openai", "openai", "httpx"))
@@ -223,15 +381,25 @@ def markdown(r: dict[str, Any], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _heading(line: str) -> bool:
+    return line.startswith(("## ", "### "))
+
+
 def replace_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of `path` (up to the next '## '), or append it; the others stay as they are."""
+    """Replace the part of `path` that `section` heads (up to the next '## ' or '### '), or add it (a '### ' part
+    at the end of the LLM layers section); everything else stays as it is."""
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
+    heading = section.splitlines()[0].strip()
+    start = next((i for i, line in enumerate(lines) if line.strip() == heading), None)
     if start is None:
-        path.write_text(text.rstrip("\n") + "\n\n" + section)
-        return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        top = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
+        if not heading.startswith("### ") or top is None:
+            path.write_text(text.rstrip("\n") + "\n\n" + section)
+            return
+        start = end = next((i for i in range(top + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if _heading(lines[i])), len(lines))
     path.write_text("\n".join([*lines[:start], *section.rstrip("\n").splitlines(), "", *lines[end:]]).rstrip("\n")
                     + "\n")
 
@@ -241,7 +409,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, default=None, help="JSONL corpus (default: bench/corpus/...)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N cases")
     parser.add_argument("--results", type=Path, default=None, help="Markdown file whose LLM layers section to write")
+    parser.add_argument("--compare", type=int, default=None, metavar="ROUNDS",
+                        help="llm_fix recovery vs a direct structured call, side by side, ROUNDS interleaved rounds")
     args = parser.parse_args(argv)
+    if args.compare is not None:
+        found = compare(args.compare)
+        print(json.dumps(found, indent=2))
+        section = compare_markdown(found, f"python bench/bench_llm.py --compare {args.compare}")
+        print(section)
+        if args.results is not None:
+            replace_section(args.results, section)
+        return 0 if all(c["ratio"]["no_store"] <= COMPARE_TARGET for c in found["cases"].values()) else 1
     path = corpus_path(args.corpus)
     cases = [json.loads(line) for line in path.read_text().splitlines() if line.strip()][: args.limit]
     result = asyncio.run(bench(cases))

@@ -22,6 +22,7 @@ from langgraph.types import RetryPolicy
 from kgot_errors.errors import KgotError
 from kgot_errors.nodes._base import offload
 from kgot_errors.runtime.context import RecoveryContext
+from kgot_errors.runtime.model import structured_runnable
 from kgot_errors.runtime.operations import BackoffPolicy, Failure
 from kgot_errors.runtime.settings import Settings
 from kgot_errors.state import AttemptRecord, ErrorKind, RecoveryState
@@ -201,19 +202,6 @@ def _methods(schema: dict[str, Any] | None, start: str | None) -> list[str | Non
     return order[order.index(start):] if start is not None and start in order else order
 
 
-def _runnable(model: Any, method: str | None, schema: dict[str, Any] | None, temperature: float | None) -> Any:
-    """The runnable for one call, or None when this model cannot do `method` (e.g. a fake without tools)."""
-    extra = {} if temperature is None else {"temperature": temperature}
-    if method is None:
-        return model.bind(**extra) if extra else model
-    # json mode needs no schema (the prompt carries it); langchain would only convert it, and some it cannot
-    titled = None if method == "json_mode" else {**(schema or {}), "title": "corrected_output"}
-    try:
-        return model.with_structured_output(titled, method=method, include_raw=True, **extra)
-    except Exception:  # noqa: BLE001 - the integration cannot express this schema this way (KeyError, ValueError...)
-        return None
-
-
 def _text(message: Any) -> str:
     tool_calls = getattr(message, "tool_calls", None) or []
     if tool_calls:
@@ -278,7 +266,7 @@ async def ask(
 
     methods = _methods(schema, start_method)
     for i, method in enumerate(methods):
-        runnable = _runnable(ctx.model, method, schema, temperature)
+        runnable = structured_runnable(ctx.model, method, schema, temperature)  # built once per loop
         if runnable is None:
             continue
         if not room():

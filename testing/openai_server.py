@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import threading
 import time
 from collections import deque
@@ -313,6 +314,15 @@ def _handler(server: LoopbackOpenAI) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client that closed its connection (its deadline, its loop's end): nothing to report
+        super().handle_error(request, client_address)
+
+
 @contextlib.contextmanager
 def loopback_openai(script: Script = ()) -> Iterator[LoopbackOpenAI]:
     """Start a LoopbackOpenAI on 127.0.0.1 (port chosen by the OS); stop it on exit.
@@ -320,8 +330,7 @@ def loopback_openai(script: Script = ()) -> Iterator[LoopbackOpenAI]:
     `server.base_url` ends in `/v1`, as OpenAI clients expect.
     """
     server = LoopbackOpenAI(script)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(server))
-    httpd.daemon_threads = True
+    httpd = _Server(("127.0.0.1", 0), _handler(server))
     server.base_url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
                               name="loopback-openai", daemon=True)

@@ -1,0 +1,136 @@
+"""The model client across event loops and calls: no llm_fix try is lost to a connection another loop opened,
+one model per configuration, structured runnables built once per loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from kgot_errors import arecover, recover
+from kgot_errors.runtime.model import make_model, model_for_loop, structured_runnable
+from kgot_errors.runtime.settings import load_settings
+from kgot_errors.state import Layer
+from kgot_errors.testing import answer, loopback_model, loopback_openai
+
+SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+          "required": ["name", "age"], "additionalProperties": False}
+GOOD = '{"name": "Bob", "age": 30}'
+
+
+def incident(n: int) -> dict:
+    """A distinct incident each time (no correction-cache replay) that only the model can fix ("thirty")."""
+    return {"error_type": "json.decoder.JSONDecodeError", "message": "Expecting value", "output_schema": SCHEMA,
+            "content": f"{{name: Bob{n}, age: thirty"}
+
+
+def one_clean_try(result) -> None:
+    fixes = result.attempts_by(Layer.LLM_FIX)  # a lost try shows as a failed attempt before the one that worked
+    assert [(f.verdict, f.llm_calls) for f in fixes] == [("recovered", 1)], [f.reason for f in fixes]
+    assert (result.recovered, result.recovered_by) == (True, Layer.LLM_FIX)
+
+
+@pytest.fixture
+def configured(monkeypatch):
+    """A model configured the way a user configures it (environment), aimed at a loopback server."""
+    with loopback_openai(answer(GOOD)) as server:
+        monkeypatch.setenv("KGOT_MODEL", "openai:loopback-model")
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        yield server
+
+
+def test_arecover_on_a_closed_loop_then_recover_loses_no_try(configured):
+    one_clean_try(asyncio.run(arecover(incident(1), checkpointer=None)))  # this loop is closed afterwards
+    one_clean_try(recover(incident(2), checkpointer=None))  # the library's own loop
+    assert len(configured.chat_requests) == 2
+
+
+def test_recover_while_the_caller_loop_still_holds_a_connection_loses_no_try(configured):
+    async def caller() -> list:
+        first = await arecover(incident(3), checkpointer=None)
+        second = recover(incident(4), checkpointer=None)  # from inside a running loop: runs on the library's
+        third = await arecover(incident(5), checkpointer=None)  # and back on the caller's loop
+        return [first, second, third]
+
+    for result in asyncio.run(caller()):
+        one_clean_try(result)
+    assert len(configured.chat_requests) == 3
+
+
+def test_one_model_object_serves_loops_in_several_threads_at_once():
+    with loopback_openai(answer(GOOD)) as server:
+        model = loopback_model(server)
+        results: list = []
+        errors: list = []
+
+        def in_own_loop(base: int) -> None:
+            try:
+                async def three() -> list:
+                    return await asyncio.gather(*(arecover(incident(base + i), checkpointer=None, model=model)
+                                                  for i in range(3)))
+
+                results.extend(asyncio.run(three()))
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=in_own_loop, args=(100 * k,)) for k in range(1, 4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        results.append(recover(incident(999), checkpointer=None, model=model))
+    assert not errors
+    assert len(results) == 10
+    for result in results:
+        one_clean_try(result)
+    assert len(server.chat_requests) == 10
+
+
+def test_make_model_gives_one_client_per_configuration():
+    env = {"KGOT_MODEL": "openai:m", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+    first = make_model(load_settings(environ=env), env)
+    assert make_model(load_settings(environ=env), env) is first
+    for changed in ({"KGOT_MODEL": "openai:other"}, {"OPENAI_BASE_URL": "http://127.0.0.1:10/v1"},
+                    {"KGOT_LLM__TIMEOUT_SECONDS": "7"}, {"OPENAI_API_KEY": "sk-2"},
+                    {"KGOT_LLM__TEMPERATURE": "0.5"}, {"KGOT_LLM__CLIENT_MAX_RETRIES": "2"}):
+        other = {**env, **changed}
+        assert make_model(load_settings(environ=other), other) is not first, changed
+
+
+def test_structured_runnables_are_built_once_per_loop_and_schema():
+    with loopback_openai(answer(GOOD)) as server:
+        model = loopback_model(server)
+
+        async def on_one_loop() -> tuple:
+            bound = model_for_loop(model)
+            a = structured_runnable(model, "json_schema", SCHEMA, None)
+            b = structured_runnable(model, "json_schema", dict(SCHEMA), None)  # equal, not the same dict
+            c = structured_runnable(model, "json_schema", {**SCHEMA, "required": ["name"]}, None)
+            d = structured_runnable(model, "json_schema", SCHEMA, 0.7)
+            assert model_for_loop(model) is bound
+            message = await a.ainvoke("answer")
+            return bound, a, b, c, d, message
+
+        bound1, a, b, c, d, message = asyncio.run(on_one_loop())
+        assert a is b and len({id(a), id(c), id(d)}) == 3
+        assert bound1 is not model and bound1.root_async_client is not model.root_async_client
+        assert message.content == GOOD  # the raw message: the layers read and validate it themselves
+        bound2, a2, *_ = asyncio.run(on_one_loop())
+    assert bound2 is not bound1 and a2 is not a  # another loop: its own connections, its own runnables
+
+
+def test_a_loop_keeps_a_bounded_number_of_model_copies_and_closes_the_ones_it_drops(monkeypatch):
+    from kgot_errors.runtime import model as models
+
+    monkeypatch.setattr(models, "_MODELS_PER_LOOP", 4)
+    with loopback_openai(answer(GOOD)) as server:
+        async def many() -> tuple:
+            made = [loopback_model(server) for _ in range(models._MODELS_PER_LOOP + 3)]
+            copies = [model_for_loop(m) for m in made]
+            await asyncio.sleep(0.05)  # the dropped copies' clients close in tasks of this loop
+            return made, copies
+
+        made, copies = asyncio.run(many())
+    assert all(c.root_async_client.is_closed() for c in copies[:3])
+    assert not any(c.root_async_client.is_closed() for c in copies[3:])
