@@ -145,9 +145,12 @@ async def _store(target: Any) -> Check:
         return Check("checkpoint store", "skip", "checkpoints turned off")
     try:
         async with open_checkpointer(target) as saver:  # SQLite: setup plus a write transaction; PostgreSQL: setup
-            kind = type(saver).__name__
+            kind, read_only = type(saver).__name__, getattr(saver, "read_only", False)
     except CheckpointError as exc:
         return Check("checkpoint store", "fail", str(exc))
+    if read_only:
+        return Check("checkpoint store", "fail", f"{shown} is read-only (a read-only mount or an immutable file): "
+                                                 "history and stats can read it, recoveries cannot be stored in it")
     return Check("checkpoint store", "pass", f"{shown} writable ({kind})")
 
 

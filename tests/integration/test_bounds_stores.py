@@ -92,6 +92,10 @@ def test_a_store_on_a_read_only_mount_can_be_read_by_history_and_stats(tmpfs):
     assert get_statistics(checkpointer=str(store), settings=Settings()).incidents == 3
     with pytest.raises(CheckpointError, match="read-only"):
         recover(INCIDENT, checkpointer=str(store), settings=Settings())
+    from kgot_errors.observability.doctor import doctor
+
+    check = next(c for c in doctor(Settings(), checkpointer=str(store)) if c.part == "checkpoint store")
+    assert check.status == "fail" and "is read-only" in check.detail and "cannot be stored" in check.detail
 
 
 def test_zeroed_pages_are_a_checkpoint_error_saying_the_file_is_damaged(tmp_path):
