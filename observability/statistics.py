@@ -307,7 +307,9 @@ def _serde(saver: Any = None) -> Any:
 
 def _split(thread_id: str, channel_values: Mapping[str, Any]) -> tuple[str, dict[str, Any], list[str]]:
     """(thread, the wanted channels, the nodes it waits on): a `branch:to:X` channel still set means X runs next."""
-    values = {k: channel_values[k] for k in _WANTED if k in channel_values}
+    from kgot_errors.runtime.serde import expand_values  # a stored result shares its attempts with `attempts`
+
+    values = expand_values({k: channel_values[k] for k in _WANTED if k in channel_values})
     waiting = [k[len(_BRANCH):] for k in channel_values if k.startswith(_BRANCH)]
     return thread_id, values, waiting
 

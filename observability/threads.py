@@ -173,6 +173,13 @@ def _serde() -> Any:
     return JsonPlusSerializer()
 
 
+def expand_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Channel values as the graph wrote them (a stored result shares its attempts and value: runtime/serde.py)."""
+    from kgot_errors.runtime.serde import expand_values as expand
+
+    return expand(dict(values))
+
+
 def _sqlite_threads(path: Path) -> list[ThreadInfo]:
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)
@@ -187,7 +194,7 @@ def _sqlite_threads(path: Path) -> list[ThreadInfo]:
     serde, found = _serde(), []
     for thread_id, type_, blob, first in rows:
         checkpoint = serde.loads_typed((type_, blob))
-        values = checkpoint.get("channel_values") or {}
+        values = expand_values(checkpoint.get("channel_values") or {})
         found.append(_info(thread_id, values, _waiting(values), checkpoint_time(first), _iso(checkpoint.get("ts"))))
     return found
 
@@ -234,6 +241,7 @@ async def _postgres_threads(url: str) -> list[ThreadInfo]:
             name, kind = bytes(channel).decode(), bytes(type_).decode()
             if kind != "empty":
                 values[name] = serde.loads_typed((kind, bytes(blob)))
+        values = expand_values(values)
         found.append(_info(row["thread_id"], values, _waiting(values), checkpoint_time(row["first"]),
                            _iso(row["ts"])))
     return found

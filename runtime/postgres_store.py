@@ -141,6 +141,16 @@ class _Compiler(PostgresSaver):
         super().__init__(conn=None, serde=serde)  # type: ignore[arg-type]
         self._local = threading.local()
 
+    def _dump_blobs(self, thread_id: str, checkpoint_ns: str, values: dict[str, Any], versions: Any) -> Any:
+        from kgot_errors.runtime.serde import compact_values
+
+        return super()._dump_blobs(thread_id, checkpoint_ns, compact_values(values, versions), versions)
+
+    def get_next_version(self, current: Any, channel: Any = None) -> str:
+        from kgot_errors.runtime.serde import short_version
+
+        return short_version(current)
+
     def compile(self, method: Callable[..., T], *args: Any) -> tuple[T, list[_Statement]]:
         self._local.statements = statements = []
         return method(*args), statements
@@ -179,6 +189,17 @@ class PostgresStore(AsyncPostgresSaver):
                                             self.UPSERT_CHECKPOINT_WRITES_SQL, self.INSERT_CHECKPOINT_WRITES_SQL],
                                      self.guard)
         """Shared by copies (LangGraph copies a saver to give it another serializer)."""
+
+    def get_next_version(self, current: Any, channel: Any = None) -> str:
+        from kgot_errors.runtime.serde import short_version
+
+        return short_version(current)
+
+    def _load_blobs(self, blob_values: Any) -> dict[str, Any]:
+        """Channel values as the graph wrote them, from their stored form (runtime/serde.py `compact_values`)."""
+        from kgot_errors.runtime.serde import expand_values
+
+        return expand_values(super()._load_blobs(blob_values))
 
     async def aget_tuple(self, config: Any) -> Any:
         return await self.guard.run(lambda: super(PostgresStore, self).aget_tuple(config))

@@ -1,10 +1,12 @@
 """SQLite checkpoints for recovery traffic: many short threads, a durable write at every step.
 
-A deterministic recovery makes ten store calls (one read, five checkpoints, four sets of task
-writes). `AsyncSqliteSaver` sends each through aiosqlite's worker thread, three to six thread
-hops per call at ~0.2 ms of CPU each, while the write itself (WAL, `synchronous=NORMAL`) takes
-tens of microseconds. `SqliteStore` keeps LangGraph's tables and serialisation and runs its sync
-saver inline on the event loop instead; `bench/bench_scale.py` measures the difference.
+Every checkpointed step is a store call or two. `AsyncSqliteSaver` sends each through aiosqlite's
+worker thread, three to six thread hops per call at ~0.2 ms of CPU each, while the write itself (WAL,
+`synchronous=NORMAL`) takes tens of microseconds. `SqliteStore` keeps LangGraph's tables and
+serialisation and runs its sync saver inline on the event loop instead; `bench/bench_scale.py`
+measures the difference. It writes checkpoints in their stored form (runtime/serde.py
+`compact_values`: a finished result shares its attempts and value instead of repeating them) with
+short channel versions, and reads them back as the graph wrote them.
 """
 
 from __future__ import annotations
@@ -85,6 +87,17 @@ def connect_read_only(path: Path | str, *, timeout: float = 0.0) -> tuple[sqlite
     raise sqlite_failure(path, last or sqlite3.OperationalError("unable to open database file"))
 
 
+def _expanded(item: Any) -> Any:
+    """A checkpoint tuple read back with its channel values as the graph wrote them."""
+    from kgot_errors.runtime.serde import expand_values
+
+    if item is None:
+        return None
+    values = item.checkpoint.get("channel_values") or {}
+    full = expand_values(values)
+    return item if full is values else item._replace(checkpoint={**item.checkpoint, "channel_values": full})
+
+
 class SqliteStore(SqliteSaver):
     """LangGraph's SqliteSaver with its async API run inline on the event loop.
 
@@ -116,6 +129,29 @@ class SqliteStore(SqliteSaver):
             self.is_setup = True  # nothing may be created: the tables are there, or reads find nothing
         self._uri = reader_uri or self.path.as_uri() + "?mode=ro"
         """Where listings read, through a read-only connection of their own."""
+
+    def get_next_version(self, current: Any, channel: Any = None) -> str:
+        from kgot_errors.runtime.serde import short_version
+
+        return short_version(current)
+
+    def put(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        """LangGraph's put, of the checkpoint's stored form (runtime/serde.py `compact_values`)."""
+        from kgot_errors.runtime.serde import compact_values
+
+        values = checkpoint.get("channel_values") or {}
+        stored = compact_values(values, checkpoint.get("channel_versions") or {})
+        if stored is not values:
+            checkpoint = {**checkpoint, "channel_values": stored}
+        return super().put(config, checkpoint, metadata, new_versions)
+
+    def get_tuple(self, config: Any) -> Any:
+        return _expanded(super().get_tuple(config))
+
+    def list(self, config: Any, *, filter: dict[str, Any] | None = None, before: Any = None,
+             limit: int | None = None) -> Any:
+        for item in super().list(config, filter=filter, before=before, limit=limit):
+            yield _expanded(item)
 
     async def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """`fn(*args, **kwargs)` on the loop, retried while the database is locked by another writer.
@@ -164,7 +200,7 @@ class SqliteStore(SqliteSaver):
                     break
                 except sqlite3.Error as exc:
                     raise sqlite_failure(self.path, exc) from exc
-                yield item
+                yield _expanded(item)
                 n += 1
                 if n % self.PAGE == 0:
                     await asyncio.sleep(0)
