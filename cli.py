@@ -465,9 +465,14 @@ def _check_output_options(args: argparse.Namespace) -> None:
 
 
 def _cmd_repair(args: argparse.Namespace) -> int:
+    _check_output_options(args)
+    raw: bytes | int | None = None  # the input, once read (stdin cannot be read twice)
+    if args.no_checkpoint and not args.jsonl and len(args.files) == 1 and not args.operations:
+        done, raw = _repair_pure(args)
+        if done is not None:
+            return done
     from kgot_errors.graph.recover import recover
 
-    _check_output_options(args)
     settings = settings_of(args)
     schema = _load_schema(args.schema)
     operations = _operations(args)
@@ -476,7 +481,7 @@ def _cmd_repair(args: argparse.Namespace) -> int:
     name = args.files[0]
     kind = _kind_for(name, args.kind)
     limit = settings.syntax_error_management.max_content_chars
-    raw = _read_input(name, limit)
+    raw = _read_input(name, limit) if raw is None else raw  # read by _repair_pure with this same limit
     target = store_of(args, settings)
     if isinstance(raw, int):
         result = _refused(raw, limit)
@@ -484,12 +489,106 @@ def _cmd_repair(args: argparse.Namespace) -> int:
         result = recover(_incident_for(raw, kind, schema, args.context), checkpointer=target, settings=settings,
                          operations=operations)
     _memory_note(target, result)
+    return _emit_single(args, name, result)
+
+
+def _emit_single(args: argparse.Namespace, name: str, result: Any) -> int:
     if args.inline:
         if result.recovered:
             _write_file(Path(name), _value_text(result, args.indent))
         _verdict(result, name)
         return _exit_for(result)
     return _print_result(result, args)
+
+
+# --- repair without a store: the engine alone (no LangGraph, no settings machinery unless settings are given) ----
+
+def _pure_limits(args: argparse.Namespace) -> tuple[int, int, dict[str, str] | None]:
+    """max_content_chars, max_depth and the changes policy: the settings' when any are given (--settings, --profile,
+    a KGOT_* variable), else the defaults, which are the engine's own (tests/unit/test_repair_api.py checks that)."""
+    if getattr(args, "settings", None) or getattr(args, "profile", None) or any(
+        name.startswith("KGOT_") for name in os.environ
+    ):
+        syntax = settings_of(args).syntax_error_management
+        return syntax.max_content_chars, syntax.max_depth, dict(syntax.changes)
+    from kgot_errors.repair._strict import DEFAULT_MAX_CHARS, DEFAULT_MAX_DEPTH
+
+    return DEFAULT_MAX_CHARS, DEFAULT_MAX_DEPTH, None
+
+
+def _repair_pure(args: argparse.Namespace) -> tuple[int | None, bytes | int | None]:
+    """`repair FILE --no-checkpoint` for JSON: repair_json, printed as the graph would print it; (exit code, input).
+    The exit code is None when the graph must run instead: Python content, input over the limit or that the edge
+    would have to mend (invalid UTF-8), or no deterministic fix (the graph's later layers, a model among them, may
+    still find one); the input read is handed on (None: not read)."""
+    name = args.files[0]
+    if _kind_for(name, args.kind) == "python":
+        return None, None
+    max_chars, max_depth, policy = _pure_limits(args)
+    schema = _load_schema(args.schema)
+    raw = _read_input(name, max_chars)
+    if isinstance(raw, int):
+        return None, raw
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, raw
+    from kgot_errors.repair._api import repair_json
+
+    error_type = _incident_for(raw, "json", schema, "")["error_type"]
+    repaired = repair_json(text, schema, policy=policy, max_chars=max_chars, max_depth=max_depth)
+    if not repaired.ok:
+        return None, raw
+    kind = "schema" if "ValidationError" in error_type else "syntax"
+    return _emit_single(args, name, _PureResult(repaired, kind)), raw
+
+
+_CANDIDATE_CHARS = 2_000  # as nodes/_base.CANDIDATE_CHARS: attempt records keep this much of a candidate
+
+
+class _PureResult:
+    """repair_json's result in the shape of the graph's RecoveryResult (the fields the CLI prints), for a fix."""
+
+    def __init__(self, repaired: Any, kind: str) -> None:
+        self.value, self.text, self.changes = repaired.value, repaired.text, list(repaired.changes)
+        self.recovered = repaired.verdict == "recovered"
+        self.outcome = repaired.verdict
+        self.thread_id = None
+        self.attempts = [self._attempt(run) for run in repaired.runs]
+        proof = self.attempts[-1]
+        how = f": {proof['reason']} ({proof['validator']})"
+        if self.recovered:
+            self.summary = f"recovered by {repaired.layer} after {len(self.attempts)} attempt(s){how}"
+        else:
+            kinds = ", ".join(sorted({c["kind"] for c in self.changes}))
+            self.summary = (f"degraded fix by {repaired.layer} after {len(self.attempts)} attempt(s), it changes the "
+                            f"data ({kinds}; see changes){how}")
+        self._data = {
+            "recovered": self.recovered, "value": self.value, "text": self.text, "recovered_by": repaired.layer,
+            "kind": kind, "outcome": self.outcome, "summary": self.summary, "attempts": self.attempts,
+            "changes": self.changes, "thread_id": None, "llm_calls": 0, "tokens": 0,
+            "duration_s": round(sum(a["duration_s"] for a in self.attempts), 6),
+        }
+
+    @staticmethod
+    def _attempt(run: Any) -> dict[str, Any]:
+        out = run.outcome
+        if out.ok:
+            reason = "valid as given" if not out.steps else "valid after " + ", ".join(out.steps)
+            verdict = "degraded" if out.degraded else "recovered"
+        else:
+            reason, verdict = out.reason or "does not validate", "failed"
+        candidate = out.text if out.ok else None
+        if candidate is not None and len(candidate) > _CANDIDATE_CHARS:
+            candidate = candidate[:_CANDIDATE_CHARS] + f"... [{len(candidate) - _CANDIDATE_CHARS} more chars]"
+        evidence = {"steps": list(out.steps), "errors": list(out.errors),
+                    **({"changes": list(out.changes)} if out.changes else {})}
+        return {"layer": run.layer, "try_no": 1, "verdict": verdict, "reason": reason, "validator": "json+schema",
+                "evidence": evidence, "candidate": candidate, "duration_s": run.duration_s, "llm_calls": 0,
+                "tokens": 0}
+
+    def to_data(self) -> dict[str, Any]:
+        return self._data
 
 
 def _incident_fields() -> frozenset[str]:

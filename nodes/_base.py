@@ -80,20 +80,10 @@ def proven(layer: Layer, out: Any) -> CandidateRecord:
 def with_input_damage(out: Any, state: RecoveryState, policy: dict[str, str] | None) -> Any:
     """A fix read from content whose bytes the edge had to replace (invalid UTF-8, lone surrogates) carries that
     loss as a `removed` change, which the policy then judges (by default: no fix, the original data is gone)."""
+    from kgot_errors.repair._outcome import with_input_damage as judged
+
     notes = [n for n in state["incident"].get("input_notes") or () if n.startswith("content:")]
-    if not out.ok or not notes:
-        return out
-    from dataclasses import replace
-
-    from kgot_errors.repair._outcome import DEGRADE, REFUSE, Outcome, disposition
-
-    changes = (*out.changes, *({"kind": "removed", "path": "$", "detail": note} for note in notes))
-    verdict = disposition(changes, policy)
-    if verdict == REFUSE:
-        return Outcome(False, steps=out.steps, changes=changes,
-                       reason=f"the content was damaged before recovery ({notes[0]}): a value read from it is not "
-                              "the original data, which the policy refuses")
-    return replace(out, changes=changes, degraded=verdict == DEGRADE)
+    return judged(out, notes, policy)
 
 
 def fix_verdict(out: Any) -> Verdict:

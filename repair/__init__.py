@@ -1,13 +1,14 @@
 """The deterministic repair engine, with no graph, no store and no LangGraph: the layers unicode_fix and parser_fix
 run on.
 
-    from kgot_errors.repair import repair
-    value = repair(llm_text, schema=MySchema)
+    from kgot_errors.repair import repair_json
+    result = repair_json(llm_text, schema=MySchema)
+    if result.ok: use(result.value)          # result.verdict: recovered | degraded | failed
 
 Modules, one concern each: `_strict` (strict JSON), `_unicode` (unicode damage), `_normalise` (the lenient
 normaliser), `_extract` (where JSON lives in a text, candidates and the best of them), `_drift` (the drift guard),
 `_schema` (loading and bounded validation), `_coerce` (coercion towards a schema), `_outcome` (Outcome, changes and
-the policy), `_layers` (the layers). Public names load on first use.
+the policy), `_layers` (the layers), `_api` (repair_json). Public names load on first use.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS: dict[str, str] = {
+    "repair_json": "kgot_errors.repair._api",
+    "RepairResult": "kgot_errors.repair._api",
+    "LayerRun": "kgot_errors.repair._api",
     "ACCEPT": "kgot_errors.repair._outcome",
     "DEGRADE": "kgot_errors.repair._outcome",
     "REFUSE": "kgot_errors.repair._outcome",
@@ -45,6 +49,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
+    from kgot_errors.repair._api import LayerRun, RepairResult, repair_json
     from kgot_errors.repair._coerce import coerce_to_schema
     from kgot_errors.repair._drift import coverage, noise
     from kgot_errors.repair._layers import parser_layer, repair, unicode_layer

@@ -3,6 +3,7 @@ read there, each finished (finite, unicode-fixed, coerced to the schema), and th
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import re
@@ -58,6 +59,11 @@ class _Segment:
     tier: int = 1  # 0: only consulted when nothing else yields a value (thoughts)
     variant: bool = False  # an alternative reading of the text (unescaped), not a part of it
     framed: bool = False  # the contents of a fence or an answer tag: meant to be the answer
+
+    @functools.cached_property
+    def plain(self) -> bool:
+        """ASCII without `\\u`: no value read from it holds a string that unicode fixes would change."""
+        return self.text.isascii() and "\\u" not in self.text
 
 
 def _unescape_once(text: str) -> str | None:
@@ -153,9 +159,10 @@ class _Candidate:
         return (self.fits, self.tier, self.size, self.complete, self.rank, self.span, -self.order)
 
 
-def _finish(value: Any, pool: _Pool) -> tuple[Any, list[str], list[str], list[Change]]:
+def _finish(value: Any, pool: _Pool, *, plain: bool = False) -> tuple[Any, list[str], list[str], list[Change]]:
     """Post-process a parsed value: finite numbers, embedded documents, unicode (only in text that
-    did not parse), schema coercion. Returns the value, the steps, the schema errors, the changes."""
+    did not parse), schema coercion. Returns the value, the steps, the schema errors, the changes.
+    `plain`: the value was read from ASCII text without `\\u`, so no string in it has unicode to fix."""
     schema = pool.schema
     steps: list[str] = []
     changes: list[Change] = []
@@ -171,12 +178,12 @@ def _finish(value: Any, pool: _Pool) -> tuple[Any, list[str], list[str], list[Ch
         steps.append("decoded a JSON document encoded as a string")
         changes.append(change("coerced", "$", "decoded a JSON document encoded as a string"))
     errors = schema_errors(value, schema)
-    if pool.text_fixes or errors:
+    if (pool.text_fixes or errors) and not plain:
         fixed, text_steps = fix_value_text(value)
-        if pool.text_fixes or not schema_errors(fixed, schema, limit=1):
+        if text_steps and (pool.text_fixes or not schema_errors(fixed, schema, limit=1)):
             value = fixed
             steps.extend(text_steps)
-            errors = schema_errors(value, schema) if text_steps else errors
+            errors = schema_errors(value, schema)
     if errors:
         value, coerced = coerce_to_schema(value, schema)
         steps.extend(describe(coerced))
@@ -232,7 +239,7 @@ class _Pool:
     def add(self, value: Any, steps: tuple[str, ...], *, complete: bool, seg: _Segment, span: int = 0,
             changes: list[Change] | None = None) -> None:
         found = list(changes or ())
-        value, more, errors, coerced = _finish(value, self)
+        value, more, errors, coerced = _finish(value, self, plain=seg.plain)
         self.items.append(
             _Candidate(
                 value=value,
@@ -250,10 +257,13 @@ class _Pool:
         )
 
     def add_repaired(self, source: str, norm_text: str, edits: tuple[str, ...], seg: _Segment) -> None:
-        """json_repair on the normalised text and, if that differs, on the raw source; the drift guard picks."""
+        """json_repair on the normalised text and, if that differs and gave nothing the drift guard keeps, on the raw
+        source; the drift guard picks."""
         tries = [(norm_text, edits)] + ([(source, ())] if norm_text != source else [])
         best: tuple[float, Any, tuple[str, ...]] | None = None
         for text, steps in tries:
+            if best is not None and best[0] >= MIN_COVERAGE:
+                break  # the raw source could not replace a reading the guard keeps
             repaired = _repair_with_library(text)
             if repaired is None:
                 continue

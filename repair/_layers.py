@@ -96,6 +96,7 @@ def unicode_layer(
     max_chars: int = DEFAULT_MAX_CHARS,
     max_depth: int = DEFAULT_MAX_DEPTH,
     policy: dict[str, str] | None = None,
+    loaded: bool = False,
 ) -> Outcome:
     """The `unicode_fix` layer: unicode-level fixes only, accepted only by a strict parse.
 
@@ -103,12 +104,12 @@ def unicode_layer(
     invisible and odd spaces and smart quotes used as quotes are fixed, then the original
     system's encoder round-trips are tried; literal `\\uXXXX` sequences and mojibake inside
     strings are decoded in text that needed those fixes, or where that makes the value fit.
-    Never raises.
+    `loaded`: the schema is load_schema's result already (it is not checked again). Never raises.
     """
     limits = {"max_chars": max_chars, "max_depth": max_depth}
     if not isinstance(text, str):
         return Outcome(False, reason=f"expected text, got {type(text).__name__}")
-    schema, problem = _schema_or_reason(schema)
+    schema, problem = (schema, None) if loaded else _schema_or_reason(schema)
     if problem:
         return Outcome(False, reason=problem)
     first = _strict_candidate(text, schema, (), limits, as_given=True)
@@ -143,6 +144,7 @@ def parser_layer(
     max_chars: int = DEFAULT_MAX_CHARS,
     max_depth: int = DEFAULT_MAX_DEPTH,
     policy: dict[str, str] | None = None,
+    loaded: bool = False,
 ) -> Outcome:
     """The `parser_fix` layer: extraction, lenient normalisation, json_repair, schema coercion.
 
@@ -151,13 +153,13 @@ def parser_layer(
     then by the normaliser, then by json_repair behind a drift guard. The best candidate
     (fits the schema, carries the most data) wins. ok only for strict JSON that fits the
     schema and whose changes to the data (`Outcome.changes`) the policy does not refuse;
-    `degraded` when it accepts them only as such. Never raises.
+    `degraded` when it accepts them only as such. `loaded`: as for unicode_layer. Never raises.
     """
     if not isinstance(text, str):
         return Outcome(False, reason=f"expected text, got {type(text).__name__}")
     if len(text) > max_chars:
         return Outcome(False, reason=f"input is {len(text):,} characters, over the {max_chars:,} limit")
-    schema, problem = _schema_or_reason(schema)
+    schema, problem = (schema, None) if loaded else _schema_or_reason(schema)
     if problem:
         return Outcome(False, reason=problem)
     fixed = fix_text(text)
@@ -205,10 +207,10 @@ def repair(text: str, schema: Any = None, *, policy: dict[str, str] | None = Non
     default) is returned too; use the layers for its changes.
     """
     loaded = load_schema(schema)
-    first = unicode_layer(text, loaded)
+    first = unicode_layer(text, loaded, loaded=True)
     if first.ok:
         return first.value
-    second = parser_layer(text, loaded, policy=policy)
+    second = parser_layer(text, loaded, policy=policy, loaded=True)
     if second.ok:
         return second.value
     raise ValueError(second.reason)

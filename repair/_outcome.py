@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-__all__ = ["ACCEPT", "DEFAULT_POLICY", "DEGRADE", "REFUSE", "Change", "Outcome", "change", "describe", "disposition"]
+__all__ = ["ACCEPT", "DEFAULT_POLICY", "DEGRADE", "REFUSE", "Change", "Outcome", "change", "describe", "disposition",
+           "with_input_damage"]
 
 MAX_STEPS = 20
 
@@ -53,3 +54,17 @@ class Outcome:
     changes: tuple[Change, ...] = ()  # what the fix did to the data (empty: the data is the text's)
     degraded: bool = False  # ok, but only as `degraded`: the policy accepts these changes with a mark
 
+
+
+def with_input_damage(out: Outcome, notes: list[str] | tuple[str, ...], policy: dict[str, str] | None) -> Outcome:
+    """A fix read from content whose bytes had to be replaced before repair (invalid UTF-8, lone surrogates) carries
+    that loss as a `removed` change, which the policy then judges (by default: no fix, the original data is gone)."""
+    if not out.ok or not notes:
+        return out
+    changes = (*out.changes, *(change("removed", "$", note) for note in notes))
+    verdict = disposition(changes, policy)
+    if verdict == REFUSE:
+        return Outcome(False, steps=out.steps, changes=changes,
+                       reason=f"the content was damaged before recovery ({notes[0]}): a value read from it is not "
+                              "the original data, which the policy refuses")
+    return replace(out, changes=changes, degraded=verdict == DEGRADE)

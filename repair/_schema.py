@@ -255,6 +255,7 @@ def load_schema(schema: Any) -> dict[str, Any] | bool | None:
         problem = _schema_problem(key)
         if problem:
             raise InvalidSchema(problem)
+        _remember(_KEYS, id(schema), (schema, key))
         return schema
     pydantic = sys.modules.get("pydantic")
     if pydantic is not None and isinstance(schema, type) and issubclass(schema, pydantic.BaseModel):
@@ -295,18 +296,40 @@ def _schema_problem(key: str) -> str | None:
     return problem
 
 
+_CACHED = 256
 _VALIDATORS: OrderedDict[int, tuple[Any, Any]] = OrderedDict()
+"""id(schema) -> (schema, validator): the schema object is held, so its id is not reused while cached."""
+_BY_CONTENT: OrderedDict[str, Any] = OrderedDict()
+"""Serialised schema -> validator: equal schemas in different objects (one per incident) share one validator."""
+_KEYS: OrderedDict[int, tuple[Any, str]] = OrderedDict()
+"""id(schema) -> (schema, serialised schema), as load_schema serialised it: the validator cache needs no second pass."""
+
+
+def _remember(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    if len(cache) > _CACHED:
+        cache.popitem(last=False)
 
 
 def _validator(schema: dict[str, Any] | bool) -> Any:
-    """The validator of a loaded schema, cached by the schema object (then by its content)."""
+    """The validator of a loaded schema, cached by the schema object, then by its content."""
     hit = _VALIDATORS.get(id(schema))
     if hit is not None and hit[0] is schema:
         return hit[1]
-    validator = validator_class(schema)(schema, registry=_REGISTRY)
-    _VALIDATORS[id(schema)] = (schema, validator)
-    if len(_VALIDATORS) > 64:
-        _VALIDATORS.popitem(last=False)
+    known = _KEYS.get(id(schema))
+    key: str | None = known[1] if known is not None and known[0] is schema else None
+    if key is None:
+        try:
+            key = json.dumps(schema, sort_keys=True, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError):
+            key = None
+    validator = _BY_CONTENT.get(key) if key is not None else None
+    if validator is None:
+        validator = validator_class(schema)(schema, registry=_REGISTRY)
+        if key is not None:
+            _remember(_BY_CONTENT, key, validator)
+    _remember(_VALIDATORS, id(schema), (schema, validator))
     return validator
 
 

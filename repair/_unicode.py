@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from dataclasses import dataclass
 from typing import Any
-
-import ftfy
 
 __all__ = [
     "DOUBLE_QUOTES",
@@ -38,17 +37,25 @@ _LITERAL_U = re.compile(r"(?:\\u[0-9a-fA-F]{4})+")
 _DOUBLE_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _MAX_CLOSER_TRIES = 64
-_FTFY_CONFIG = ftfy.TextFixerConfig(
-    unescape_html=False,
-    remove_terminal_escapes=False,
-    fix_latin_ligatures=False,
-    fix_character_width=False,
-    uncurl_quotes=False,
-    fix_line_breaks=False,
-    fix_surrogates=False,
-    remove_control_chars=False,
-    normalization=None,
-)
+
+
+@functools.cache
+def _ftfy() -> Any:
+    """ftfy.fix_text with this module's configuration; ftfy (and its tables) load on first non-ASCII string."""
+    import ftfy
+
+    config = ftfy.TextFixerConfig(
+        unescape_html=False,
+        remove_terminal_escapes=False,
+        fix_latin_ligatures=False,
+        fix_character_width=False,
+        uncurl_quotes=False,
+        fix_line_breaks=False,
+        fix_surrogates=False,
+        remove_control_chars=False,
+        normalization=None,
+    )
+    return functools.partial(ftfy.fix_text, config=config)
 
 
 @dataclass(frozen=True)
@@ -197,13 +204,29 @@ def _requote(piece: str) -> str:
 # --------------------------------------------------------------------------------------
 
 
+_MEMO_CHARS = 65_536
+_last_fix: tuple[str, TextFix] | None = None
+
+
 def fix_text(text: str) -> TextFix:
     """Repair unicode damage that breaks JSON syntax; string contents are left alone.
 
     Removes BOMs and zero-width characters and turns odd spaces into plain ones outside
     strings, and replaces smart quotes used as JSON string delimiters with `"` (smart quotes
-    inside string content stay).
+    inside string content stay). The last result is kept for the same text object (both layers
+    fix the same text; texts up to 64 Ki characters are kept).
     """
+    global _last_fix
+    last = _last_fix
+    if last is not None and last[0] is text:
+        return last[1]
+    fixed = _fix_text(text)
+    if len(text) <= _MEMO_CHARS:
+        _last_fix = (text, fixed)
+    return fixed
+
+
+def _fix_text(text: str) -> TextFix:
     steps: list[str] = []
     stripped = text.lstrip(BOM)
     if stripped != text:
@@ -264,7 +287,7 @@ def _fix_string(s: str) -> tuple[str, list[str]]:
             s = decoded
             steps.append("decoded literal \\uXXXX escapes")
     if not s.isascii():
-        fixed = ftfy.fix_text(s, config=_FTFY_CONFIG)
+        fixed = _ftfy()(s)
         if fixed != s:
             s = fixed
             steps.append("fixed mojibake (ftfy)")
@@ -308,6 +331,8 @@ def encoder_round_trips(text: str) -> list[tuple[str, str]]:
 
     Each candidate differs from `text`; none is trusted: the caller must validate it.
     """
+    if text.isascii() and "\\" not in text:
+        return []  # every round-trip gives ASCII text without escapes back as it is
     trips = (
         ("unicode_escape", lambda t: t.encode("latin-1", "backslashreplace").decode("unicode_escape")),
         ("utf-8", lambda t: t.encode("utf-8", "ignore").decode("utf-8")),

@@ -1,19 +1,43 @@
-"""Isolated execution of generated Python code: bubblewrap or Docker behind one protocol, failing closed."""
+"""Isolated execution of generated Python code: bubblewrap or Docker behind one protocol, failing closed.
 
-from kgot_errors.sandbox._compat import PythonExecutorManager
-from kgot_errors.sandbox._image import build_image
-from kgot_errors.sandbox._limits import Limits, parse_size
-from kgot_errors.sandbox._protocol import Backend
-from kgot_errors.sandbox._result import ExecResult
-from kgot_errors.sandbox._sandbox import Sandbox, get_sandbox
+Names load lazily: importing this package (or its `_cli`, to register the `run` command) loads no backend.
+"""
 
-__all__ = [
-    "Backend",
-    "ExecResult",
-    "Limits",
-    "PythonExecutorManager",
-    "Sandbox",
-    "build_image",
-    "get_sandbox",
-    "parse_size",
-]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    "Backend": "kgot_errors.sandbox._protocol",
+    "ExecResult": "kgot_errors.sandbox._result",
+    "Limits": "kgot_errors.sandbox._limits",
+    "PythonExecutorManager": "kgot_errors.sandbox._compat",
+    "Sandbox": "kgot_errors.sandbox._sandbox",
+    "build_image": "kgot_errors.sandbox._image",
+    "get_sandbox": "kgot_errors.sandbox._sandbox",
+    "parse_size": "kgot_errors.sandbox._limits",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from kgot_errors.sandbox._compat import PythonExecutorManager
+    from kgot_errors.sandbox._image import build_image
+    from kgot_errors.sandbox._limits import Limits, parse_size
+    from kgot_errors.sandbox._protocol import Backend
+    from kgot_errors.sandbox._result import ExecResult
+    from kgot_errors.sandbox._sandbox import Sandbox, get_sandbox
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kgot_errors.sandbox' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -119,9 +119,9 @@ def test_config_and_store_errors_exit_3(env, tmp_path):
 
 def test_an_internal_crash_exits_4_with_one_line_and_the_traceback_in_a_file(env, tmp_path):
     # fault injection: the recovery itself raises a bug-like error, in a real CLI process
-    script = ("import sys, kgot_errors.graph.recover as r\n"
+    script = ("import sys, kgot_errors.graph.recover as r, kgot_errors.repair._api as a\n"
               "def broken(*a, **k):\n    raise TypeError('injected bug')\n"
-              "r.recover = broken\n"
+              "r.recover = a.repair_json = broken\n"  # --no-checkpoint repairs JSON with repair_json
               "from kgot_errors.cli import main\nsys.exit(main(['repair', '-', '--no-checkpoint']))\n")
     out = subprocess.run([sys.executable, "-c", script], input=b"{'a': 1,}", capture_output=True, timeout=60,
                          env={**env, "TMPDIR": str(tmp_path)})
