@@ -33,9 +33,15 @@ from kgot_errors.runtime.context import RecoveryContext
 from kgot_errors.runtime.settings import SyntaxSettings
 from kgot_errors.state import RecoveryInput, RecoveryOutput, RecoveryState
 
-__all__ = ["GRAPH_NAME", "build_graph"]
+__all__ = ["DETERMINISTIC_LAYERS", "DURABLE_LAYERS", "GRAPH_NAME", "build_graph"]
 
 GRAPH_NAME = "kgot-errors"
+
+DETERMINISTIC_LAYERS = ("classify", "unicode_fix", "parser_fix", "finish")
+"""Nodes that only compute from the state: cheap, and the same answer when re-run after a crash."""
+DURABLE_LAYERS = ("llm_fix", "backoff", "sandbox", "refine", "vote", "vote_sample", "human")
+"""Nodes whose work must not be lost nor silently repeated (a model's tokens, an operation's side effects, a
+sandbox run, a person's answer): recover() writes the state before each of them and after every step."""
 
 
 class _Router(Runnable[RecoveryState, Any]):
@@ -114,6 +120,9 @@ def _state_graph() -> StateGraph:
     _route(g, "human", routing.after_human)
     g.add_edge("vote_sample", "vote")
     g.add_edge("finish", END)
+    unsorted = set(g.nodes) ^ {*DETERMINISTIC_LAYERS, *DURABLE_LAYERS}
+    if unsorted:  # recover() decides by these lists which steps it may run before writing anything
+        raise AssertionError(f"every node must be in DETERMINISTIC_LAYERS or DURABLE_LAYERS: {sorted(unsorted)}")
     return g
 
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from kgot_errors.errors import (CheckpointError, ConfigError, InvalidIncident, KgotError, ThreadNotFound,
                                 ThreadNotPaused, UnknownOperation)
-from kgot_errors.runtime.checkpoint import describe_target, open_checkpointer
+from kgot_errors.runtime.checkpoint import describe_target, open_checkpointer, shared_checkpointer
 from kgot_errors.runtime.context import LazySandbox, RecoveryContext
 from kgot_errors.runtime.model import make_model, model_identity
 from kgot_errors.runtime.settings import Settings, load_settings
@@ -142,6 +142,15 @@ def _store(checkpointer: Any, settings: Settings) -> Any:
     return settings.checkpoint_target() if checkpointer is DEFAULT else checkpointer
 
 
+def _open(checkpointer: Any, settings: Settings) -> Any:
+    """The store to use, under the settings' limits: the default one stays open for the process (opening
+    and closing a SQLite store per call cost a third of a recovery); one passed in is opened for this call."""
+    target = _store(checkpointer, settings)
+    if checkpointer is DEFAULT:
+        return shared_checkpointer(target, settings.checkpoints)
+    return open_checkpointer(target, settings.checkpoints)
+
+
 async def arecover(
     error_or_incident: BaseException | Incident | Mapping[str, Any],
     *,
@@ -160,7 +169,7 @@ async def arecover(
     """Recover one failure through the layered graph; see `recover`."""
     ctx = _runtime(settings, model, sandbox, operations, runtime_context)
     incident = _checked(_incident(error_or_incident, content, schema, context, incident_fields), ctx)
-    async with open_checkpointer(_store(checkpointer, ctx.settings)) as saver:
+    async with _open(checkpointer, ctx.settings) as saver:
         _needs_store_for_escalation(ctx, saver)
         return await _run(_graph(saver, ctx), incident, thread_id, ctx, saver)
 
@@ -201,8 +210,21 @@ async def _run(graph: Any, incident: Incident, thread_id: str | None, ctx: Recov
         # recovery a hidden subgraph writing into the caller's store: run it as its own thread instead.
         from langchain_core.runnables.config import var_child_runnable_config
 
+        from kgot_errors.graph.builder import DURABLE_LAYERS
+
         var_child_runnable_config.set(None)  # this task's copy of the context only
-        return await graph.ainvoke({"incident": incident.to_data()}, _config(tid), context=ctx, **_durability(saver))
+        start, config = {"incident": incident.to_data()}, _config(tid)
+        if saver is None:
+            return await graph.ainvoke(start, config, context=ctx)
+        # The deterministic layers run as one unit, written once when they end: they are cheap and give the same
+        # answer when re-run, so a crash among them loses nothing. They stop before the first layer whose work
+        # must not be lost or repeated (a model call, an operation, the sandbox, a person), and from there on
+        # every finished step is written before the next starts.
+        out = await graph.ainvoke(start, config, context=ctx, durability="exit", interrupt_before=DURABLE_LAYERS)
+        if out and "result" in out and thread_id is None:  # None when it stopped before a durable layer
+            return out
+        # on from where it stopped (a thread the caller named may hold an earlier run's result: ask the store)
+        return await graph.ainvoke(None, config, context=ctx, durability="sync")
 
     out = await asyncio.ensure_future(detached())
     result = await _outcome(graph, out, tid)
@@ -277,7 +299,7 @@ async def aresume(
     """
     ctx = _runtime(settings, model, sandbox, operations, runtime_context)
     store = _store(checkpointer, ctx.settings)
-    async with open_checkpointer(store) as saver:
+    async with _open(checkpointer, ctx.settings) as saver:
         graph = _graph(saver, ctx)
         snapshot = await _snapshot(graph, thread_id, store)
         if snapshot.next:  # it will run: its operation must be there to re-run, as at the start
@@ -366,8 +388,7 @@ async def arecover_iter(
     finished: asyncio.Queue[Any] = asyncio.Queue(maxsize=max_concurrency)
     async with contextlib.AsyncExitStack() as opened:
         try:
-            saver = await opened.enter_async_context(open_checkpointer(_store(checkpointer, ctx.settings),
-                                                                       ctx.settings.checkpoints))
+            saver = await opened.enter_async_context(_open(checkpointer, ctx.settings))
         except CheckpointError as exc:  # the store is down: every incident hears why, none is started
             for index, _ in pending:
                 yield index, _failed_to_start("error", exc)
@@ -433,7 +454,7 @@ def _failed_to_start(outcome: str, exc: BaseException, thread_id: str | None = N
 async def apending(*, checkpointer: Any = DEFAULT, settings: Settings | None = None) -> list[dict[str, Any]]:
     """Threads paused for a person, with what they ask: [{thread_id, kind, summary, rejected}]."""
     settings = settings or load_settings()
-    async with open_checkpointer(_store(checkpointer, settings)) as saver:
+    async with _open(checkpointer, settings) as saver:
         if saver is None:
             return []
         graph = _graph(saver)
@@ -463,7 +484,7 @@ async def ahistory(thread_id: str, *, checkpointer: Any = DEFAULT, settings: Set
     """A thread's recorded state: incident, kind, attempts so far, next layer(s), and the result if finished."""
     settings = settings or load_settings()
     store = _store(checkpointer, settings)
-    async with open_checkpointer(store) as saver:
+    async with _open(checkpointer, settings) as saver:
         snapshot = await _snapshot(_graph(saver), thread_id, store)
     values = snapshot.values
     return {

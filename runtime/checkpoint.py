@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import contextlib
+import logging
 import os
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +18,9 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from kgot_errors.errors import CheckpointError
 from kgot_errors.runtime.settings import CheckpointSettings
 
-__all__ = ["describe_target", "open_checkpointer"]
+__all__ = ["close_shared", "describe_target", "open_checkpointer", "shared_checkpointer"]
+
+logger = logging.getLogger(__name__)
 
 MEMORY = ":memory:"
 SQLITE_TIMEOUT_S = 10.0
@@ -75,15 +81,23 @@ async def open_checkpointer(target: Any, limits: CheckpointSettings | None = Non
 
 @contextlib.asynccontextmanager
 async def _open_sqlite(path: Path) -> AsyncIterator[BaseCheckpointSaver]:
+    saver, conn = await _sqlite_saver(path)
+    try:
+        yield saver
+    finally:
+        conn.close()
+
+
+async def _sqlite_saver(path: Path) -> tuple[BaseCheckpointSaver, sqlite3.Connection]:
+    """An open SQLite store and its connection (closing that closes the store); a coroutine, not a context
+    manager, so a store kept for the process is not tied to the loop that opened it."""
     from kgot_errors.runtime.sqlite_store import SqliteStore
 
     if path.is_dir():
         raise CheckpointError(f"checkpoint path {path} is a directory; set {_SETTING} to a file path",
                               setting=_SETTING, target=str(path))
     if path.is_file() and not _writable(path):
-        async with _open_sqlite_read_only(path) as saver:
-            yield saver
-        return
+        return _sqlite_read_only(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -102,9 +116,10 @@ async def _open_sqlite(path: Path) -> AsyncIterator[BaseCheckpointSaver]:
             await saver.call(_prepare_sqlite, saver)
         except CheckpointError as exc:
             raise CheckpointError(f"cannot use {exc}", setting=_SETTING, target=str(path)) from None
-        yield saver
-    finally:
+    except BaseException:
         conn.close()
+        raise
+    return saver, conn
 
 
 def _writable(path: Path) -> bool:
@@ -112,8 +127,7 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
 
 
-@contextlib.asynccontextmanager
-async def _open_sqlite_read_only(path: Path) -> AsyncIterator[BaseCheckpointSaver]:
+def _sqlite_read_only(path: Path) -> tuple[BaseCheckpointSaver, sqlite3.Connection]:
     """A store for reading only: `mode=ro`, or `immutable=1` when SQLite cannot even keep its shared-memory
     file beside it (a read-only directory); then nothing else may be writing it, which a read-only mount
     or an immutable file guarantees."""
@@ -124,9 +138,10 @@ async def _open_sqlite_read_only(path: Path) -> AsyncIterator[BaseCheckpointSave
         saver = SqliteStore(conn, busy_timeout_s=SQLITE_TIMEOUT_S, read_only=True, reader_uri=uri)
         columns = {row[1] for row in conn.execute("PRAGMA table_info(writes)")}
         saver._has_task_path = "task_path" in columns or not columns
-        yield saver
-    finally:
+    except BaseException:
         conn.close()
+        raise
+    return saver, conn
 
 
 def _prepare_sqlite(saver: Any) -> None:
@@ -238,3 +253,185 @@ def _redact(url: str) -> str:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return urlunsplit(parts._replace(netloc=netloc))
     return url
+
+
+# --- the default store, open once per process ---------------------------------------------------------------
+
+SHARED_IDLE_MAX = 4
+"""Idle shared SQLite stores kept open per process (beyond that the least recently used is closed)."""
+
+
+class _Shared:
+    """One store kept open for the process: its saver, how to close it, and how many calls are using it."""
+
+    def __init__(self, key: tuple[Any, ...], saver: BaseCheckpointSaver, close: Any,
+                 loop: asyncio.AbstractEventLoop | None) -> None:
+        self.key = key
+        self.saver = saver
+        self.close = close
+        """SQLite: the connection's close; PostgreSQL: the task holding it open (`aclose()` closes it)."""
+        self.loop = loop
+        """The event loop a PostgreSQL store is bound to; None for SQLite (nothing in it is bound to a loop)."""
+        self.users = 0
+
+
+_shared: dict[tuple[Any, ...], _Shared] = {}
+_opening: dict[tuple[Any, ...], asyncio.Future[None]] = {}
+_shared_lock = threading.Lock()
+opened_count = 0
+"""Stores `shared_checkpointer` has opened in this process (tests count them)."""
+
+
+class _PostgresHolder:
+    """A task on the store's loop that opens a PostgreSQL store and holds it open until `aclose()`, or until
+    the task is cancelled: asyncio.run cancels every task left on its loop before closing it, so a store
+    opened on such a loop is closed (pool and all) as that loop ends."""
+
+    def __init__(self, url: str, limits: CheckpointSettings) -> None:
+        loop = asyncio.get_running_loop()
+        self.opened: asyncio.Future[BaseCheckpointSaver] = loop.create_future()
+        self.stop = asyncio.Event()
+        self.task = loop.create_task(self._hold(url, limits), name="kgot-checkpoint-store")
+
+    async def _hold(self, url: str, limits: CheckpointSettings) -> None:
+        try:
+            async with _open_postgres(url, limits) as saver:
+                self.opened.set_result(saver)
+                await self.stop.wait()
+        except BaseException as exc:  # noqa: BLE001 - the opener hears of a failure to open
+            if not self.opened.done():
+                self.opened.set_exception(exc)
+            elif not isinstance(exc, asyncio.CancelledError | Exception):
+                raise
+
+    async def aclose(self) -> None:
+        self.stop.set()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+def _shared_key(target: str, limits: CheckpointSettings) -> tuple[Any, ...]:
+    if _is_postgres(target):  # its pool and grouped writer belong to one event loop
+        return "postgres", target, limits.model_dump_json(), id(asyncio.get_running_loop())
+    return "sqlite", str(Path(target).expanduser().absolute())
+
+
+@contextlib.asynccontextmanager
+async def shared_checkpointer(target: Any, limits: CheckpointSettings | None = None,
+                              ) -> AsyncIterator[BaseCheckpointSaver | None]:
+    """Like `open_checkpointer`, but a SQLite file or a PostgreSQL URL stays open for the process.
+
+    The first call opens the store; later calls for the same target reuse it; it is closed at
+    interpreter exit (closing a SQLite store checkpoints its WAL into the database file). A
+    SQLite store has nothing bound to an event loop and serves every loop and thread of the
+    process; a PostgreSQL store (a pool, the grouped writer) is kept per event loop, and one
+    opened on a loop that `asyncio.run` ends is closed by that loop's shutdown. Other targets
+    (None, "memory", a ready saver) are opened and closed per call, as `open_checkpointer` does.
+    A store that fails to open raises CheckpointError and nothing is kept.
+    """
+    limits = limits or CheckpointSettings()
+    if target is None or target is False or isinstance(target, BaseCheckpointSaver) or \
+            os.fspath(target) in ("memory", MEMORY):
+        async with open_checkpointer(target, limits) as saver:
+            yield saver
+        return
+    text = os.fspath(target)
+    entry = await _acquire(_shared_key(text, limits), text, limits)
+    try:
+        yield entry.saver
+    finally:
+        with _shared_lock:
+            entry.users -= 1
+        _evict()
+
+
+async def _acquire(key: tuple[Any, ...], target: str, limits: CheckpointSettings) -> _Shared:
+    global opened_count
+    loop = asyncio.get_running_loop()
+    while True:
+        with _shared_lock:
+            entry = _shared.get(key)
+            if entry is not None:
+                entry.users += 1
+                return entry
+            waiting = _opening.get(key)
+            if waiting is None:
+                _opening[key] = done = loop.create_future()
+                break
+        if waiting.get_loop() is loop:
+            await asyncio.shield(waiting)
+        else:
+            await asyncio.sleep(0.002)  # a call on another thread's loop is opening it (SQLite): look again
+    try:
+        if key[0] == "postgres":
+            holder = _PostgresHolder(target, limits)
+            try:
+                saver = await asyncio.shield(holder.opened)
+            except BaseException:
+                holder.stop.set()  # cancelled while it opens: it closes as soon as it is open
+                raise
+            entry = _Shared(key, saver, holder, loop)
+        else:
+            saver, conn = await _sqlite_saver(Path(target))
+            entry = _Shared(key, saver, conn.close, None)
+        entry.users = 1
+        with _shared_lock:
+            _shared[key] = entry
+            opened_count += 1
+        return entry
+    finally:
+        with _shared_lock:
+            _opening.pop(key, None)
+        done.set_result(None)
+
+
+def _evict() -> None:
+    """Forget PostgreSQL stores whose loop has closed (its shutdown closed them), and close the least recently
+    opened idle SQLite stores beyond SHARED_IDLE_MAX (a process that recovers into many files)."""
+    with _shared_lock:
+        gone = [e for e in _shared.values() if e.loop is not None and e.loop.is_closed()]
+        idle = [e for e in _shared.values() if e.loop is None and e.users == 0]
+        closing = idle[:max(0, len(idle) - SHARED_IDLE_MAX)]
+        for e in gone + closing:
+            del _shared[e.key]
+    for e in closing:
+        _close_sqlite(e)
+
+
+def _close_sqlite(entry: _Shared) -> None:
+    with entry.saver.lock:  # type: ignore[attr-defined]  # not in the middle of a statement of another thread
+        entry.close()
+
+
+def close_shared() -> None:
+    """Close every store `shared_checkpointer` keeps open; registered with atexit (safe to call again).
+
+    A PostgreSQL store is closed on its own loop: from another thread while that loop runs (the
+    background loop of the sync API), or by running the loop when it is idle.
+    """
+    with _shared_lock:
+        entries = list(_shared.values())
+        _shared.clear()
+    for entry in entries:
+        try:
+            if entry.loop is None:
+                _close_sqlite(entry)
+            elif entry.loop.is_closed():
+                continue
+            elif entry.loop.is_running():
+                asyncio.run_coroutine_threadsafe(entry.close.aclose(), entry.loop).result(timeout=30)
+            else:
+                entry.loop.run_until_complete(entry.close.aclose())
+        except Exception:  # noqa: BLE001 - at exit: say so, close the others
+            logger.warning("closing the checkpoint store %s failed", entry.key[1], exc_info=True)
+
+
+def _forget_in_child() -> None:
+    """A forked child neither uses nor closes its parent's connections: it opens its own."""
+    global _shared_lock
+    _shared.clear()
+    _opening.clear()
+    _shared_lock = threading.Lock()
+
+
+atexit.register(close_shared)
+os.register_at_fork(after_in_child=_forget_in_child)
