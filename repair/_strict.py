@@ -68,8 +68,10 @@ def loads_strict(text: str, *, max_depth: int = DEFAULT_MAX_DEPTH, max_chars: in
     """json.loads that rejects NaN/Infinity (literals or overflowing numbers) and over-long or over-deep
     input (ValueErrors)."""
     _check_size(text, max_chars, max_depth)
+    if text.startswith("\ufeff"):  # as json.loads says it (the decoder below does not check)
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
     try:
-        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        return DECODER.decode(text)  # one decoder, not a new one per call as json.loads(parse_...=) makes
     except RecursionError as exc:  # pragma: no cover - the depth check comes first
         raise InputTooLarge("input nests too deeply") from exc
 
@@ -86,28 +88,64 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def is_strict_json(value: Any) -> bool:
     """True if strict JSON can carry the value: finite numbers, string keys, UTF-8 text."""
     todo = [value]
+    pop, extend = todo.pop, todo.extend
     while todo:
-        v = todo.pop()
-        if isinstance(v, float):
+        v = pop()
+        kind = type(v)  # the exact JSON types first: a parsed value holds nothing else
+        if kind is str:
+            if not v.isascii() and _SURROGATE.search(v):
+                return False
+        elif kind is dict:
+            for k in v:
+                if type(k) is not str and not isinstance(k, str):
+                    return False
+            extend(v.keys())
+            extend(v.values())
+        elif kind is list:
+            extend(v)
+        elif kind is float:
+            if not math.isfinite(v):
+                return False
+        elif v is None or kind is int or kind is bool:
+            continue
+        elif isinstance(v, float):
             if not math.isfinite(v):
                 return False
         elif isinstance(v, str):
             if _SURROGATE.search(v):
                 return False
         elif isinstance(v, list):
-            todo.extend(v)
+            extend(v)
         elif isinstance(v, dict):
             if not all(isinstance(k, str) for k in v):
                 return False
-            todo.extend(v.keys())
-            todo.extend(v.values())
-        elif not (v is None or isinstance(v, (bool, int))):
+            extend(v.keys())
+            extend(v.values())
+        elif not isinstance(v, (bool, int)):
             return False
+    return True
+
+
+def _all_finite(value: Any) -> bool:
+    """True if no float in the value is NaN or infinite (cheap: no paths built)."""
+    todo = [value]
+    pop, extend = todo.pop, todo.extend
+    while todo:
+        v = pop()
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                return False
+        elif isinstance(v, list):
+            extend(v)
+        elif isinstance(v, dict):
+            extend(v.values())
     return True
 
 
 def _finite(value: Any, path: str = "$", found: list[str] | None = None) -> tuple[Any, list[str]]:
     """NaN and infinities replaced by None (strict JSON has neither); the paths replaced."""
+    if found is None and _all_finite(value):
+        return value, []
     found = [] if found is None else found
     if isinstance(value, float) and not math.isfinite(value):
         found.append(path)
