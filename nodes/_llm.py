@@ -22,7 +22,7 @@ from langgraph.types import RetryPolicy
 from kgot_errors.errors import KgotError
 from kgot_errors.nodes._base import offload
 from kgot_errors.runtime.context import RecoveryContext
-from kgot_errors.runtime.model import structured_runnable
+from kgot_errors.runtime.model import call_deadline, structured_runnable
 from kgot_errors.runtime.operations import BackoffPolicy, Failure
 from kgot_errors.runtime.settings import Settings
 from kgot_errors.state import AttemptRecord, ErrorKind, RecoveryState
@@ -120,7 +120,8 @@ async def _invoke(runnable: Any, prompt: list[Any], seconds: float, why: str) ->
     deadline = asyncio.timeout(seconds)
     try:
         async with deadline:
-            return await runnable.ainvoke(prompt)
+            with call_deadline(seconds):  # also the worker thread's own connect and reads (runtime/model.py)
+                return await runnable.ainvoke(prompt)
     except TimeoutError:
         if not deadline.expired():
             raise  # the client's own timeout

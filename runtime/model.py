@@ -14,21 +14,31 @@ One model object per configuration (endpoint, model, key, timeout, retries, temp
 serves the whole process. Its async HTTP connections cannot: an httpx connection belongs to
 the event loop that opened it, and langchain-openai shares one pool per endpoint across every
 `ChatOpenAI` of the process, so a recovery on one loop after another loop used the pool failed
-its try ("Event loop is closed", "bound to a different event loop"). `model_for_loop` gives
-each running loop its own copy of the model with its own connection pool, and
-`structured_runnable` keeps the structured-output runnables built on it.
+its try ("Event loop is closed", "bound to a different event loop"). So the LLM layers call a
+`ChatOpenAI` through its sync client, in a worker thread: that client belongs to no loop, and
+its HTTP stack costs less than the async one (bench/RESULTS.md). The deadline of the call
+(`call_deadline`) also bounds that thread's connect and reads, so a call given up on stops soon
+after. A model whose sync client was chosen by the caller (`http_client=`) is called on its
+async client instead, with a copy per running loop (`model_for_loop`) unless the caller chose
+that one too. `structured_runnable` keeps the structured-output runnables built on either.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
+import contextvars
+import functools
 import hashlib
 import json
 import os
+import queue
 import threading
+import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from pydantic import SecretStr
@@ -36,7 +46,7 @@ from pydantic import SecretStr
 from kgot_errors.errors import ConfigError
 from kgot_errors.runtime.settings import Settings
 
-__all__ = ["DEFAULT_MODEL", "OPENROUTER_BASE_URL", "make_model", "model_for_loop", "model_identity",
+__all__ = ["DEFAULT_MODEL", "OPENROUTER_BASE_URL", "call_deadline", "make_model", "model_for_loop", "model_identity",
            "structured_runnable"]
 
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -165,21 +175,30 @@ def model_identity(model: Any) -> str:
     return f"{cls.__module__}.{cls.__qualname__}:{name}:{digest}"
 
 
-_RUNNABLES_PER_MODEL = 64  # structured runnables kept per model and loop (schemas beyond that are rebuilt)
-_MODELS_PER_LOOP = 32
+_RUNNABLES_PER_MODEL = 64  # structured runnables kept per model (schemas beyond that are rebuilt)
+_MODELS_PER_LOOP = 32  # models kept per event loop (async path) and for the worker threads (sync path)
+_MODEL_THREADS = 64  # worker threads for model calls at most (each waits on one HTTP call)
 
 
 class _Bound:
-    """One model as one event loop uses it: the copy with that loop's own connections, and its runnables."""
+    """One model as the LLM layers call it: the copy with connections of its own, and its runnables.
 
-    __slots__ = ("model", "runnables", "source")
+    `threaded`: called through its sync client in a worker thread (any loop); else through its
+    async client on the one loop this entry belongs to.
+    """
 
-    def __init__(self, source: Any, model: Any) -> None:
+    __slots__ = ("lock", "model", "runnables", "source", "threaded")
+
+    def __init__(self, source: Any, model: Any, *, threaded: bool = False) -> None:
         self.source = source  # held, so its id is never reused while this entry lives
         self.model = model
+        self.threaded = threaded
         self.runnables: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self.lock = threading.Lock()
 
 
+_THREADED: OrderedDict[int, _Bound] = OrderedDict()
+_THREADED_LOCK = threading.Lock()
 _LOOPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, OrderedDict[int, _Bound]] = weakref.WeakKeyDictionary()
 _LOOPS_LOCK = threading.Lock()
 
@@ -197,7 +216,19 @@ def _loop_models(loop: asyncio.AbstractEventLoop) -> OrderedDict[int, _Bound]:
 
 
 def _bound(model: Any) -> _Bound:
-    """The running loop's entry for `model`, made on first use."""
+    """The entry the LLM layers call `model` through, made on first use (per process, or per running loop)."""
+    with _THREADED_LOCK:
+        entry = _THREADED.get(id(model))
+        if entry is not None and entry.source is model:
+            _THREADED.move_to_end(id(model))
+            return entry
+    threaded = _with_own_sync_client(model)
+    if threaded is not None:
+        with _THREADED_LOCK:
+            entry = _THREADED.setdefault(id(model), _Bound(model, threaded, threaded=True))
+            while len(_THREADED) > _MODELS_PER_LOOP:
+                _THREADED.popitem(last=False)  # its client closes when collected: it belongs to no loop
+        return entry
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:  # no running loop: nothing to bind to, nothing kept
@@ -227,10 +258,11 @@ def _close_soon(loop: asyncio.AbstractEventLoop, entry: _Bound) -> None:
 
 
 def model_for_loop(model: Any) -> Any:
-    """`model` as the running event loop may use it: for `ChatOpenAI`, a copy with an async HTTP client of this
-    loop's own (made once per loop and model); any other model as it is.
+    """`model` as the LLM layers call it from the running loop: for `ChatOpenAI`, a copy with HTTP clients of
+    its own (a sync one, used from worker threads, shared by every loop; or, when the caller chose the
+    sync client, an async one for this loop alone); any other model as it is.
 
-    A model given its own `http_async_client` keeps it: the caller chose that client (and its loop).
+    A model given its own `http_async_client` (and `http_client`) keeps them: the caller chose them.
     """
     return _bound(model).model
 
@@ -241,6 +273,140 @@ def _with_own_connections(model: Any) -> Any:
         return model
     client = root.copy(http_client=_async_http_client(model))
     return model.model_copy(update={"root_async_client": client, "async_client": client.chat.completions})
+
+
+def _with_own_sync_client(model: Any) -> Any | None:
+    """A copy of a `ChatOpenAI` whose sync client keeps `call_deadline`; None for any other model, or one whose
+    sync client the caller chose (`http_client`, `openai_proxy`)."""
+    root = getattr(model, "root_client", None)
+    if (root is None or not hasattr(root, "copy") or not hasattr(model, "model_copy")
+            or getattr(model, "http_client", None) is not None or getattr(model, "openai_proxy", None)):
+        return None
+    client = root.copy(http_client=_deadline_http_client(getattr(model, "request_timeout", None)))
+    return model.model_copy(update={"root_client": client, "client": client.chat.completions})
+
+
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("kgot_model_deadline", default=None)
+
+
+@contextlib.contextmanager
+def call_deadline(seconds: float) -> Iterator[None]:
+    """Model calls made inside (and the worker threads they run in) end within `seconds` from now."""
+    token = _DEADLINE.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+@functools.cache
+def _deadline_transport_class() -> type:
+    """An httpx transport (the httpx openai uses) that cuts each request's timeouts to the call's deadline, and
+    its response stream at it (an answer trickled byte by byte must not outlive the call)."""
+    import importlib
+
+    import openai
+
+    httpx = importlib.import_module(openai.DefaultHttpxClient.__mro__[1].__module__.partition(".")[0])
+
+    class DeadlineStream(httpx.SyncByteStream):  # type: ignore[misc, name-defined]
+        def __init__(self, inner: Any, deadline: float, request: Any) -> None:
+            self._inner, self._deadline, self._request = inner, deadline, request
+
+        def __iter__(self) -> Iterator[bytes]:
+            for chunk in self._inner:
+                if time.monotonic() > self._deadline:
+                    raise httpx.ReadTimeout("the call's deadline passed", request=self._request)
+                yield chunk
+
+        def close(self) -> None:
+            self._inner.close()
+
+    class DeadlineTransport(httpx.BaseTransport):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            self._inner = httpx.HTTPTransport(limits=httpx.Limits(max_connections=1000,
+                                                                  max_keepalive_connections=100))
+
+        def handle_request(self, request: Any) -> Any:
+            deadline = _DEADLINE.get()
+            if deadline is None:
+                return self._inner.handle_request(request)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise httpx.ConnectTimeout("the call's deadline passed", request=request)
+            timeouts = dict(request.extensions.get("timeout") or {})
+            request.extensions["timeout"] = {name: left if timeouts.get(name) is None else min(timeouts[name], left)
+                                             for name in ("connect", "read", "write", "pool")}
+            response = self._inner.handle_request(request)
+            return httpx.Response(status_code=response.status_code, headers=response.headers,
+                                  stream=DeadlineStream(response.stream, deadline, request),
+                                  extensions=response.extensions)
+
+        def close(self) -> None:
+            self._inner.close()
+
+    return DeadlineTransport
+
+
+def _deadline_http_client(timeout: Any) -> Any:
+    import openai
+
+    return openai.DefaultHttpxClient(transport=_deadline_transport_class()(), timeout=timeout)
+
+
+class _Workers:
+    """Daemon threads for sync model calls, started as needed up to a limit and then reused.
+
+    Daemon, so a call given up on never holds up the process's exit (its own reads end at the
+    call's deadline anyway).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._jobs: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[[], Any]]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = threading.Semaphore(0)  # released by a worker each time it finishes a job (as in CPython's pool)
+
+    def submit(self, job: Callable[[], Any]) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._jobs.put((future, job))
+        if not self._idle.acquire(timeout=0):
+            with self._lock:
+                if self._threads < self._limit:
+                    self._threads += 1
+                    threading.Thread(target=self._work, name=f"kgot-model-{self._threads}", daemon=True).start()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            future, job = self._jobs.get()
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(job())
+                except BaseException as exc:  # noqa: BLE001 - handed to the awaiting call as its outcome
+                    future.set_exception(exc)
+            del future, job
+            self._idle.release()
+
+
+_WORKERS = _Workers(_MODEL_THREADS)
+
+
+class _Threaded:
+    """A runnable awaited through its sync `invoke` in a worker thread, with the caller's context (tracing,
+    the call's deadline); `ainvoke` returns when the call does, or is cancelled at once."""
+
+    def __init__(self, runnable: Any) -> None:
+        self.runnable = runnable
+
+    def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
+        return self.runnable.invoke(input, config, **kwargs)
+
+    async def ainvoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
+        context = contextvars.copy_context()
+        return await asyncio.wrap_future(_WORKERS.submit(
+            functools.partial(context.run, self.runnable.invoke, input, config, **kwargs)))
 
 
 def _async_http_client(model: Any) -> Any:
@@ -268,12 +434,17 @@ def structured_runnable(model: Any, method: str | None, schema: dict[str, Any] |
     """
     entry = _bound(model)
     key = (method, None if schema is None else json.dumps(schema, sort_keys=True, default=repr), temperature)
-    if key in entry.runnables:
-        entry.runnables.move_to_end(key)
-        return entry.runnables[key]
-    runnable = entry.runnables[key] = _build_runnable(entry.model, method, schema, temperature)
-    while len(entry.runnables) > _RUNNABLES_PER_MODEL:
-        entry.runnables.popitem(last=False)
+    with entry.lock:
+        if key in entry.runnables:
+            entry.runnables.move_to_end(key)
+            return entry.runnables[key]
+    runnable = _build_runnable(entry.model, method, schema, temperature)
+    if runnable is not None and entry.threaded:
+        runnable = _Threaded(runnable)
+    with entry.lock:
+        runnable = entry.runnables.setdefault(key, runnable)
+        while len(entry.runnables) > _RUNNABLES_PER_MODEL:
+            entry.runnables.popitem(last=False)
     return runnable
 
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
 from kgot_errors import arecover, recover
-from kgot_errors.runtime.model import make_model, model_for_loop, structured_runnable
+from kgot_errors.runtime.model import call_deadline, make_model, model_for_loop, structured_runnable
 from kgot_errors.runtime.settings import load_settings
 from kgot_errors.state import Layer
-from kgot_errors.testing import answer, loopback_model, loopback_openai
+from kgot_errors.testing import answer, loopback_model, loopback_openai, slow
+from kgot_errors.testing.openai_server import trickle
 
 SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
           "required": ["name", "age"], "additionalProperties": False}
@@ -98,26 +100,47 @@ def test_make_model_gives_one_client_per_configuration():
         assert make_model(load_settings(environ=other), other) is not first, changed
 
 
-def test_structured_runnables_are_built_once_per_loop_and_schema():
+def test_structured_runnables_are_built_once_per_model_and_schema_and_serve_every_loop():
     with loopback_openai(answer(GOOD)) as server:
         model = loopback_model(server)
 
-        async def on_one_loop() -> tuple:
-            bound = model_for_loop(model)
+        async def on_a_loop() -> tuple:
             a = structured_runnable(model, "json_schema", SCHEMA, None)
             b = structured_runnable(model, "json_schema", dict(SCHEMA), None)  # equal, not the same dict
             c = structured_runnable(model, "json_schema", {**SCHEMA, "required": ["name"]}, None)
             d = structured_runnable(model, "json_schema", SCHEMA, 0.7)
-            assert model_for_loop(model) is bound
-            message = await a.ainvoke("answer")
-            return bound, a, b, c, d, message
+            return model_for_loop(model), a, b, c, d, await a.ainvoke("answer")
 
-        bound1, a, b, c, d, message = asyncio.run(on_one_loop())
-        assert a is b and len({id(a), id(c), id(d)}) == 3
-        assert bound1 is not model and bound1.root_async_client is not model.root_async_client
-        assert message.content == GOOD  # the raw message: the layers read and validate it themselves
-        bound2, a2, *_ = asyncio.run(on_one_loop())
-    assert bound2 is not bound1 and a2 is not a  # another loop: its own connections, its own runnables
+        bound1, a, b, c, d, message = asyncio.run(on_a_loop())
+        bound2, a2, *_, again = asyncio.run(on_a_loop())
+    assert a is b and len({id(a), id(c), id(d)}) == 3
+    assert bound1 is not model and bound1.root_client is not model.root_client  # its own sync client
+    assert bound2 is bound1 and a2 is a  # a sync client belongs to no loop: one copy serves them all
+    assert message.content == again.content == GOOD  # the raw message: the layers validate it themselves
+
+
+def caller_chose_the_sync_client(server) -> object:
+    """A ChatOpenAI given its own sync client: the layers leave that client alone and use the async one."""
+    import openai
+
+    return loopback_model(server, http_client=openai.DefaultHttpxClient(timeout=10))
+
+
+def test_a_model_with_its_own_sync_client_gets_an_async_copy_per_loop_and_loses_no_try():
+    with loopback_openai(answer(GOOD)) as server:
+        model = caller_chose_the_sync_client(server)
+
+        async def on_a_loop() -> tuple:
+            return model_for_loop(model), await arecover(incident(next(counter)), checkpointer=None, model=model)
+
+        counter = iter(range(50, 60))
+        bound1, first = asyncio.run(on_a_loop())
+        bound2, second = asyncio.run(on_a_loop())
+        third = recover(incident(next(counter)), checkpointer=None, model=model)
+    assert bound1.root_client is model.root_client and bound1.root_async_client is not model.root_async_client
+    assert bound2 is not bound1 and bound2.root_async_client is not bound1.root_async_client
+    for result in (first, second, third):
+        one_clean_try(result)
 
 
 def test_a_loop_keeps_a_bounded_number_of_model_copies_and_closes_the_ones_it_drops(monkeypatch):
@@ -125,12 +148,29 @@ def test_a_loop_keeps_a_bounded_number_of_model_copies_and_closes_the_ones_it_dr
 
     monkeypatch.setattr(models, "_MODELS_PER_LOOP", 4)
     with loopback_openai(answer(GOOD)) as server:
-        async def many() -> tuple:
-            made = [loopback_model(server) for _ in range(models._MODELS_PER_LOOP + 3)]
-            copies = [model_for_loop(m) for m in made]
+        async def many() -> list:
+            copies = [model_for_loop(caller_chose_the_sync_client(server)) for _ in range(7)]
             await asyncio.sleep(0.05)  # the dropped copies' clients close in tasks of this loop
-            return made, copies
+            return copies
 
-        made, copies = asyncio.run(many())
+        copies = asyncio.run(many())
     assert all(c.root_async_client.is_closed() for c in copies[:3])
     assert not any(c.root_async_client.is_closed() for c in copies[3:])
+
+
+@pytest.mark.parametrize("reply", [trickle(0.2, GOOD), slow(30, GOOD)], ids=["trickled", "silent"])
+def test_the_worker_thread_of_a_call_ends_at_its_deadline_too(reply):
+    """The layer stops waiting at the deadline (asyncio.timeout); the thread's own HTTP call stops there as well."""
+    with loopback_openai(lambda request: reply) as server:
+        model = loopback_model(server, timeout=30)
+
+        async def threaded():  # built where the layers build it
+            return structured_runnable(model, "json_schema", SCHEMA, None)
+
+        runnable = asyncio.run(threaded())
+        started = time.monotonic()
+        with call_deadline(0.8), pytest.raises(Exception) as raised:
+            runnable.invoke("answer")  # in this thread, as a worker thread runs it
+        elapsed = time.monotonic() - started
+    assert 0.7 < elapsed < 2.0, elapsed
+    assert "timed out" in str(raised.value).lower() or "deadline" in str(raised.value).lower(), raised.value
