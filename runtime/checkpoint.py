@@ -350,6 +350,9 @@ async def _acquire(key: tuple[Any, ...], target: str, limits: CheckpointSettings
     while True:
         with _shared_lock:
             entry = _shared.get(key)
+            if entry is not None and entry.loop is not None and entry.close.task.done():
+                del _shared[key]  # its holder was cancelled (someone cancelled every task on the loop): reopen
+                entry = None
             if entry is not None:
                 entry.users += 1
                 return entry

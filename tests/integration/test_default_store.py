@@ -260,3 +260,20 @@ def test_recover_writes_the_state_before_every_durable_layer(tmp_path, layer):
     durable = [a for a in result.attempts if a.layer == layer]
     assert durable and len(steps) >= len(durable) + 1  # one before the layer, one after each of its steps
     assert steps == sorted(steps) and len(set(steps)) == len(steps)
+
+
+def test_a_default_postgres_store_whose_task_was_cancelled_is_opened_again(postgres_url, monkeypatch):
+    monkeypatch.setenv("KGOT_CHECKPOINT_URL", postgres_url)
+    settings = load_settings()
+
+    async def main() -> tuple[bool, bool, int]:
+        first = await arecover(typical_error(), content=ANSWER, schema=SCHEMA, settings=settings)
+        opened = checkpoint.opened_count
+        for task in asyncio.all_tasks():  # what a program shutting its own loop down may do
+            if task.get_name() == "kgot-checkpoint-store":
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        second = await arecover(typical_error(), content=ANSWER, schema=SCHEMA, settings=settings)
+        return first.recovered, second.recovered, checkpoint.opened_count - opened
+
+    assert asyncio.run(main()) == (True, True, 1)
