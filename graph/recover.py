@@ -202,7 +202,9 @@ def _needs_store_for_escalation(ctx: RecoveryContext, saver: Any) -> None:
 
 
 async def _run(graph: Any, incident: Incident, thread_id: str | None, ctx: RecoveryContext,
-               saver: Any) -> RecoveryResult:
+               saver: Any, *, fresh: bool = False) -> RecoveryResult:
+    """One recovery on thread `thread_id` (a new one when None); `fresh`: the id was made for this run."""
+    fresh = fresh or thread_id is None
     tid = thread_id or (uuid.uuid4().hex if saver is not None else None)
 
     async def detached() -> dict[str, Any]:
@@ -221,7 +223,7 @@ async def _run(graph: Any, incident: Incident, thread_id: str | None, ctx: Recov
         # must not be lost or repeated (a model call, an operation, the sandbox, a person), and from there on
         # every finished step is written before the next starts.
         out = await graph.ainvoke(start, config, context=ctx, durability="exit", interrupt_before=DURABLE_LAYERS)
-        if out and "result" in out and thread_id is None:  # None when it stopped before a durable layer
+        if out and "result" in out and fresh:  # None when it stopped before a durable layer
             return out
         # on from where it stopped (a thread the caller named may hold an earlier run's result: ask the store)
         return await graph.ainvoke(None, config, context=ctx, durability="sync")
@@ -267,7 +269,10 @@ def recover(
     `content` is the failing output or code, `schema` a JSON Schema dict or pydantic model
     the repaired value must fit. Each recovery is a checkpointed thread (`thread_id` in the
     result): `checkpointer` is a SQLite path, a `postgresql://` URL, "memory", a
-    BaseCheckpointSaver, or None for no checkpoints; by default the settings' store.
+    BaseCheckpointSaver, or None for no checkpoints; by default the settings' store, which
+    stays open for the process (closed at exit). The deterministic layers are written once,
+    when they end; every step from the first layer that calls out (model, operation,
+    sandbox, person) is written before the next starts.
 
     Returns a RecoveryResult; failing to recover is a result (`recovered=False`), not an
     exception. Raises InvalidIncident/InvalidSchema for malformed input, UnknownOperation,
@@ -432,7 +437,7 @@ async def _one(graph: Any, index: int, item: Any, ctx: RecoveryContext, saver: A
     if on_start is not None:
         on_start(index, tid)  # before anything is written; if it raises, the batch stops (like on_result)
     try:
-        return await _run(graph, incident, tid, ctx, saver)
+        return await _run(graph, incident, tid, ctx, saver, fresh=True)
     except CheckpointError as exc:  # the store failed it (down, full, read-only): what to do is in the message
         return _failed_to_start("error", exc, tid)
     except KgotError as exc:

@@ -277,3 +277,14 @@ def test_a_default_postgres_store_whose_task_was_cancelled_is_opened_again(postg
         return first.recovered, second.recovered, checkpoint.opened_count - opened
 
     assert asyncio.run(main()) == (True, True, 1)
+
+
+def test_a_batch_writes_one_checkpoint_per_settled_incident(tmp_path):
+    from kgot_errors import recover_many
+
+    path = tmp_path / "batch.sqlite"
+    results = recover_many([{"error_type": "json.decoder.JSONDecodeError", "message": "m",
+                             "content": f"{{'i': {i}, 'ok': True,}}"} for i in range(6)], checkpointer=str(path),
+                           settings=Settings())
+    assert [r.value for r in results] == [{"i": i, "ok": True} for i in range(6)]
+    assert [_bytes_on_sqlite(path, r.thread_id)[:2] for r in results] == [(1, 0)] * 6
