@@ -2,7 +2,7 @@
 
 The retry policy here is the one machinery behind both the backoff node (one attempt per
 graph step) and `APIErrorManager` (tenacity's loop in one call): the same wait computation,
-the same transient/permanent split (nodes/classify.py), the same circuit breakers.
+the same transient/permanent split (repair/_classify.py), the same circuit breakers.
 
 Calling convention: an incident's `arguments` is a JSON object and the operation is called
 as `operation(**arguments)` (no positional arguments; an operation that wants them takes a
@@ -173,7 +173,7 @@ def json_value(value: Any) -> tuple[Any, str, str | None]:
 
 
 class Failure(NamedTuple):
-    """One failed call, judged by nodes/classify.py: kind, HTTP status, Retry-After, what was raised."""
+    """One failed call, judged by repair/_classify.py: kind, HTTP status, Retry-After, what was raised."""
 
     kind: ErrorKind
     rule: str
@@ -190,7 +190,7 @@ class Failure(NamedTuple):
     @classmethod
     def of(cls, exc: BaseException) -> Failure:
         """Classify a raised exception exactly as an incident carrying it would be classified."""
-        from kgot_errors.nodes.classify import classify_incident
+        from kgot_errors.repair._classify import classify_incident
 
         incident = Incident.from_exception(exc, content=None).to_data()
         kind, _, rule = classify_incident(incident)

@@ -15,7 +15,7 @@ import requests
 from langchain_core.exceptions import OutputParserException
 
 from kgot_errors.errors import ConfigError
-from kgot_errors.nodes.classify import TYPE_TABLE, classify_incident, status_kind
+from kgot_errors.repair._classify import TYPE_TABLE, classify_incident, status_kind
 from kgot_errors.state import ContentKind, ErrorKind, Incident
 
 REQ = httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
@@ -218,7 +218,7 @@ def test_code_with_its_own_traceback_is_an_execution_incident():
 
 
 def test_a_python_fence_with_code_is_python_and_a_bare_literal_is_not():
-    from kgot_errors.nodes.classify import sniff_content
+    from kgot_errors.repair._classify import sniff_content
 
     assert sniff_content("Fixed:\n```python\nfor i in range(3):\n    print(i)\n```") is ContentKind.PYTHON
     assert sniff_content("```python\n{'a': 1}\n```") is ContentKind.JSON
