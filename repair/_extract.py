@@ -330,14 +330,31 @@ def _collect(pool: _Pool, seg: _Segment, fenced: bool = False) -> None:
                 _add_read(pool, s, read, seg)
         if head.complete and s[start] == "{" and _CONTINUED_OBJECT.match(s, head.end):
             pool.add_repaired(s[start:], s[start:], (), seg)  # `{"a": 1}, "b": 2}`: closed too early
-        if len(reads) > 1 and _reaches_end(s, reads[-1].norm.end) and all(r.norm.complete for r in reads):
-            values = [r.value if r.parsed else json.loads(r.norm.text) for r in reads]
+        values = _stream_values(reads) if len(reads) > 1 and _reaches_end(s, reads[-1].norm.end) else None
+        if values is not None:
             edits = tuple(dict.fromkeys(e for r in reads for e in r.norm.edits))
             kept = [v for v in values if v not in ({}, [])] or values  # `{"a": 1}, []`: empties are noise
             if len(kept) > 1:
                 pool.add(kept, ("collected several JSON values into an array", *edits), complete=True, seg=seg,
                          span=reads[-1].norm.end - start, changes=_edit_changes(edits))
             covered = max(covered, reads[-1].norm.end)
+
+
+def _stream_values(reads: list[_Read]) -> list[Any] | None:
+    """The values of a stream of reads that are all strict JSON, else None (a read the normaliser calls
+    complete may still not parse: `[ , }1,23`]`)."""
+    values = []
+    for r in reads:
+        if not r.norm.complete:
+            return None
+        if r.parsed:
+            values.append(r.value)
+            continue
+        try:
+            values.append(loads_strict(r.norm.text))
+        except ValueError:
+            return None
+    return values
 
 
 def _add_read(pool: _Pool, s: str, read: _Read, seg: _Segment) -> None:

@@ -4,6 +4,7 @@ json_repair behind the drift guard, schema coercion), and `repair`, the two in t
 from __future__ import annotations
 
 import functools
+import logging
 from collections import Counter
 from typing import Any
 import unicodedata
@@ -24,6 +25,8 @@ from kgot_errors.repair._strict import (
 from kgot_errors.repair._unicode import encoder_round_trips, fix_text, fix_value_text
 
 __all__ = ["parser_layer", "repair", "unicode_layer"]
+
+logger = logging.getLogger(__name__)
 
 
 def _accept(value: Any, steps: tuple[str, ...], schema: dict[str, Any] | bool | None, *, text: str) -> Outcome:
@@ -76,7 +79,8 @@ def _schema_or_reason(schema: Any) -> tuple[dict[str, Any] | bool | None, str | 
 
 def _bounded(layer: Any) -> Any:
     """A layer that turns a schema it cannot evaluate (a pattern past its deadline, an unresolvable
-    reference) into a failed Outcome saying so, instead of raising."""
+    reference) into a failed Outcome saying so, instead of raising; and a fault of the engine itself
+    into a failed Outcome naming it (logged with its traceback): a verdict, never a crash."""
 
     @functools.wraps(layer)
     def run(text: str, schema: Any = None, **kwargs: Any) -> Outcome:
@@ -84,6 +88,10 @@ def _bounded(layer: Any) -> Any:
             return layer(text, schema, **kwargs)
         except InvalidSchema as exc:
             return Outcome(False, reason=str(exc))
+        except Exception as exc:  # noqa: BLE001 - a bug here must not take the caller's recovery down
+            logger.exception("%s failed on a %d-character input", layer.__name__, len(text))
+            return Outcome(False, reason=f"the repair engine failed on this input ({type(exc).__name__}: "
+                                         f"{str(exc)[:200]}); please report it")
 
     return run
 

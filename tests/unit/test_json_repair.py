@@ -566,3 +566,23 @@ def test_corpus_no_category_below_json_repair(corpus_scores: tuple) -> None:
     worse = {c: (ours[c], theirs[c]) for c in ours
              if ours[c][0] / ours[c][1] < theirs[c][0] / theirs[c][1] and c != "missing_value"}
     assert not worse, worse
+
+
+@pytest.mark.parametrize("text", ["[ , }1,23`][ , }1,23`]", "[ , }1][ , }2]"])
+def test_a_stream_whose_reads_do_not_parse_is_not_collected(text):
+    """Found by bench/bench_fuzz.py: the normaliser called both reads complete, and collecting them into
+    an array parsed them with json.loads, which raised out of the layer."""
+    out = parser_layer(text)
+    assert out.ok is False or is_strict_json(out.text)
+
+
+def test_a_fault_inside_the_engine_is_a_failed_verdict_naming_it(monkeypatch, caplog):
+    import kgot_errors.repair._layers as layers
+
+    def broken(*args, **kwargs):
+        raise KeyError("an engine bug")
+
+    monkeypatch.setattr(layers, "_candidates", broken)
+    out = parser_layer("{'a': 1,}")
+    assert not out.ok and out.reason.startswith("the repair engine failed on this input (KeyError")
+    assert "parser_layer failed" in caplog.text
