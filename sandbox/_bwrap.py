@@ -1,4 +1,5 @@
-"""The default backend: bubblewrap namespaces + a per-run cgroup + rlimits + the supervisor, no network, read-only root."""
+"""The default backend: bubblewrap namespaces + a per-run cgroup + rlimits + the supervisor, no network, a private
+read-only root (a copy of the interpreter and its standard library, nothing of the host's /usr or /etc)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from kgot_errors.sandbox._code import check_files
 from kgot_errors.sandbox._limits import Limits
 from kgot_errors.sandbox._pump import pump
 from kgot_errors.sandbox._result import ExecResult
+from kgot_errors.sandbox._root import PREFIX, PrivateRoot, default_root_dir, interpreter_facts
+from kgot_errors.sandbox._root import private_root as build_private_root
 from kgot_errors.sandbox._seccomp import seccomp_program
 from kgot_errors.sandbox._uid import run_uid
 from kgot_errors.sandbox._verdict import decide
@@ -37,7 +40,7 @@ SCRATCH = "/sandbox"
 HOST_GRACE = 1.5  # the host kills the run this long after its deadline if the supervisor did not
 REAP_EVERY = 10.0  # seconds between looks for cgroups of crashed callers
 _ENV = {
-    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "PATH": PREFIX + "/bin",
     "HOME": SCRATCH,
     "TMPDIR": "/tmp",
     "LANG": "C.UTF-8",
@@ -45,8 +48,6 @@ _ENV = {
     "USER": "sandbox",
 }
 _HOSTS = b"127.0.0.1 localhost sandbox\n::1 localhost\n"
-_ETC_FILES = ("ld.so.cache", "ld.so.conf", "localtime", "nsswitch.conf", "mime.types")
-_ETC_DIRS = ("ld.so.conf.d", "alternatives")
 # /proc entries that describe the whole host (all tasks' timers, keys, hardware): masked as docker does
 _PROC_MASKED = ("kcore", "keys", "key-users", "timer_list", "timer_stats", "sched_debug", "latency_stats",
                 "acpi", "asound", "scsi")
@@ -70,18 +71,14 @@ def find_bwrap() -> str | None:
         return shutil.which("bwrap")
 
 
-def _site_dirs() -> list[str]:
-    """The host's installed-package dirs the sandbox would otherwise see (site-packages, dist-packages)."""
-    import site
+def _site_dir(python: str | None) -> str | None:
+    """The interpreter's own site-packages (purelib of its base prefix), for `site_packages=True`."""
     import sysconfig
 
-    found = {sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix})[k]
-             for k in ("purelib", "platlib")}
-    found.update(site.getsitepackages([sys.base_prefix]))
-    found.update(str(p) for p in Path("/usr/lib").glob("python3*/dist-packages"))
-    found.update(str(p) for p in Path("/usr/local/lib").glob("python3*/dist-packages"))
-    found.update(str(p) for p in Path("/usr/lib/python3").glob("dist-packages"))
-    return sorted(p for p in found if os.path.isdir(p) and not os.path.islink(p))
+    if python is not None:
+        return interpreter_facts(python).get("purelib")
+    path = sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix})["purelib"]
+    return path if os.path.isdir(path) else None
 
 
 def exit_status(returncode: int | None) -> int | None:
@@ -107,11 +104,14 @@ def _passwd(uid: int) -> tuple[bytes, bytes]:
 
 class BwrapBackend:
     """bubblewrap + cgroups + the supervisor (_supervisor.py). As root: privileged bwrap; the supervisor
-    keeps setuid/setgid/kill and runs the program as a fresh uid of its own, with no capabilities.
+    keeps setuid/setgid/kill (setpcap only to empty the bounding and inheritable sets) and runs the program
+    as a fresh uid of its own, with no capability in any set.
 
     As another user: bwrap in a new user namespace under a delegated cgroup v2 (supervisor and program
-    share the one mapped uid there). The interpreter is the host's own Python, bound read-only;
-    `site_packages=False` (the default) runs it with -S: standard library only, like python:slim.
+    share the one mapped uid there). The root is private (_root.py): a copy of the host's Python (or of
+    `python`), the libraries it loads and its standard library, built once into `root_dir` (default
+    `~/.cache/kgot-errors/bwrap-root`) and bound read-only at /python; no host /usr, /etc or site-packages.
+    `site_packages=True` also binds that interpreter's own site-packages (read-only) and drops -S.
     """
 
     name = "bwrap"
@@ -124,11 +124,14 @@ class BwrapBackend:
         python: str | None = None,
         cgroup_parent: str | None = None,
         site_packages: bool = False,
+        root_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self._bwrap = bwrap
         self._python = python
         self._cgroup_parent = cgroup_parent
         self._site = site_packages
+        self._root_dir = Path(root_dir) if root_dir is not None else None
+        self._private: PrivateRoot | None = None
         self._host: CgroupHost | None = None
         self._static: list[str] | None = None
         self._root = os.geteuid() == 0
@@ -136,48 +139,41 @@ class BwrapBackend:
         self._same_python = python is None  # the host's own interpreter: the supervisor travels compiled
 
     # ------------------------------------------------------------------ setup
-    def _interpreter(self) -> tuple[str, list[str]]:
-        """(interpreter path, host dirs it needs besides /usr), the host's own Python by default."""
-        python = self._python or os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
-        if not os.access(python, os.X_OK):
-            raise SandboxUnavailable(f"python interpreter {python} is not executable")
-        prefix = os.path.realpath(sys.base_prefix) if self._python is None else str(Path(python).parent.parent)
-        extra = [] if prefix.startswith("/usr/") or prefix == "/usr" else [prefix]
-        return python, extra
+    def private_root(self) -> PrivateRoot:
+        """The run's root on the host (built on first use): what is bound where, read-only."""
+        if self._private is None:
+            if self._python is not None and not os.access(self._python, os.X_OK):
+                raise SandboxUnavailable(f"python interpreter {self._python} is not executable")
+            where = self._root_dir or default_root_dir()
+            try:
+                self._private = build_private_root(where, self._python)
+            except OSError as exc:  # a full disk, a read-only home: no root, no run
+                raise SandboxUnavailable(f"cannot build the sandbox's private root in {where}: {exc}") from exc
+        return self._private
 
     def _static_args(self) -> list[str]:
         if self._static is not None:
             return self._static
-        _, extra = self._interpreter()
+        root = self.private_root()
         args = [
             "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-            "--hostname", "sandbox", "--die-with-parent", "--new-session", "--clearenv",
+            "--hostname", "sandbox", "--die-with-parent", "--new-session", "--clearenv", "--cap-drop", "ALL",
         ]
         if not self._root:
             args += ["--unshare-user", "--disable-userns"]
-        else:  # the supervisor's: it drops them all when it becomes the program's uid
-            args += ["--cap-drop", "ALL"] + [x for c in ("SETUID", "SETGID", "KILL") for x in ("--cap-add", "CAP_" + c)]
-        args += ["--ro-bind", "/usr", "/usr"]
-        for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
-            host = "/" + top
-            if os.path.islink(host):
-                args += ["--symlink", os.readlink(host), host]
-            elif os.path.isdir(host):
-                args += ["--ro-bind", host, host]
-        for name in _ETC_FILES:
-            if os.path.isfile("/etc/" + name):
-                args += ["--ro-bind", "/etc/" + name, "/etc/" + name]
-        for name in _ETC_DIRS:
-            if os.path.isdir("/etc/" + name):
-                args += ["--ro-bind", "/etc/" + name, "/etc/" + name]
-        for path in extra:  # parents would be created 0700 (as on the host for /root): open them
-            parents = Path(path).parents
-            for parent in reversed([str(p) for p in parents if str(p) != "/"]):
-                args += ["--perms", "0755", "--dir", parent]
-            args += ["--ro-bind", path, path]
-        if not self._site:  # -S keeps them off sys.path; hidden, a program cannot put them back on it
-            for hidden in _site_dirs():
-                args += ["--perms", "0555", "--tmpfs", hidden]
+        else:  # the supervisor's: it empties the bounding and inheritable sets (SETPCAP), then the program's
+            # uid drops the rest
+            args += [x for c in ("SETUID", "SETGID", "KILL", "SETPCAP") for x in ("--cap-add", "CAP_" + c)]
+        for host, inside in root.binds:  # the private root: nothing else of the host's filesystem
+            for parent in reversed([str(p) for p in Path(inside).parents if str(p) != "/"]):
+                args += ["--perms", "0755", "--dir", parent]  # bwrap would create them 0700
+            args += ["--ro-bind", host, inside]
+        if self._site:
+            site = _site_dir(self._python)
+            if site:
+                version = root.executable.rsplit("python", 1)[1]
+                args += ["--ro-bind", site, f"{PREFIX}/lib/python{version}/site-packages"]
+        args += ["--perms", "0755", "--dir", "/etc"]
         args += ["--proc", "/proc", "--dev", "/dev"]
         for name in _PROC_MASKED:
             host = "/proc/" + name
@@ -185,7 +181,7 @@ class BwrapBackend:
                 args += ["--perms", "0555", "--tmpfs", host]
             elif os.path.exists(host):
                 args += ["--ro-bind", "/dev/null", host]
-        for key, value in _ENV.items():
+        for key, value in {**_ENV, "LD_LIBRARY_PATH": root.library_path}.items():
             args += ["--setenv", key, value]
         self._static = args
         return args
@@ -219,7 +215,7 @@ class BwrapBackend:
         """The full launcher argv and the fds it must inherit (no code, stdin or files in it: they go
         to the supervisor's stdin)."""
         self.check()
-        python, _ = self._interpreter()
+        python = self.private_root().executable
         fds: list[int] = []
         size = str(limits.file_size)
         args = [self._bwrap or "bwrap", *self._static_args()]

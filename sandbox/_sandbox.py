@@ -151,7 +151,8 @@ def _make(name: str, options: dict[str, Any]) -> Backend:
     if name == "bwrap":
         from kgot_errors.sandbox._bwrap import BwrapBackend
 
-        return BwrapBackend(**{k: options[k] for k in ("bwrap", "python", "cgroup_parent", "site_packages") if k in options})
+        keys = ("bwrap", "python", "cgroup_parent", "site_packages", "root_dir")
+        return BwrapBackend(**{k: options[k] for k in keys if k in options})
     if name == "docker":
         from kgot_errors.sandbox._docker import DockerBackend
 
@@ -163,7 +164,7 @@ def _make(name: str, options: dict[str, Any]) -> Backend:
     raise ValueError(f"unknown sandbox backend {name!r} (auto, bwrap, docker, unsafe-subprocess)")
 
 
-_OPTION_NAMES = {"bwrap", "python", "cgroup_parent", "site_packages", "image", "base_url", "client"}
+_OPTION_NAMES = {"bwrap", "python", "cgroup_parent", "site_packages", "root_dir", "image", "base_url", "client"}
 
 
 def get_sandbox(
@@ -175,7 +176,7 @@ def get_sandbox(
 ) -> Sandbox:
     """A ready Sandbox. Keyword limits (timeout=, memory=, cpus=, pids=, output_bytes=, file_size=,
     nofile=) override `limits`; backend options: image=, base_url= (docker), python=, bwrap=,
-    cgroup_parent=, site_packages= (bwrap).
+    cgroup_parent=, site_packages=, root_dir= (bwrap; where its private root is built).
 
     auto: docker when configured (base_url / DOCKER_HOST / the default socket) and reachable with
     its image, else bwrap when a probe run proves it isolates here, else SandboxUnavailable.

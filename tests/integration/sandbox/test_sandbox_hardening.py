@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from kgot_errors.sandbox import Sandbox
+from kgot_errors.sandbox._root import PREFIX
 from kgot_errors.sandbox._uid import UID_RANGE
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox suites run as root (host-side checks)")
@@ -101,7 +102,7 @@ def test_loopback_tcp_buffers_cannot_hoard_host_memory(sandbox: Sandbox, probes)
 # ------------------------------------------------------------------ calls the policy closes
 def test_io_uring_inotify_flock_and_the_extra_calls_are_refused(sandbox: Sandbox, tmp_path: Path):
     code = textwrap.dedent("""
-        import ctypes, fcntl, os, platform
+        import ctypes, fcntl, os, platform, sys
         libc = ctypes.CDLL(None, use_errno=True)
         def call(name, nr, *args):
             r = libc.syscall(nr, *args); print(name, r, ctypes.get_errno() if r < 0 else 0)
@@ -117,7 +118,7 @@ def test_io_uring_inotify_flock_and_the_extra_calls_are_refused(sandbox: Sandbox
         if x86:
             buf = ctypes.create_string_buffer(16); call("modify_ldt", 154, 0, buf, 16)
         call("beyond_review", 500, 0)
-        fd = os.open("/usr/bin/env" if os.path.exists("/usr/bin/env") else "/bin/sh", os.O_RDONLY)
+        fd = os.open(sys.executable, os.O_RDONLY)  # a file every root has (bwrap's has no /usr, no shell)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); print("flock 0 0")
         except OSError as e:
@@ -165,8 +166,10 @@ def _host_file_seen_inside(sandbox: Sandbox) -> tuple[str, str]:
 
     inside = os.path.join(os.path.realpath(sys.base_prefix), "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}",
                           "pydoc_data", "topics.py")
-    if sandbox.name == "bwrap":
-        return inside, inside
+    if sandbox.name == "bwrap":  # its private root's copy (the host's own file is not in the run at all)
+        root = sandbox.backend.private_root()  # type: ignore[attr-defined]
+        rel = f"lib/python{sys.version_info[0]}.{sys.version_info[1]}/pydoc_data/topics.py"
+        return f"{PREFIX}/{rel}", os.path.join(dict((b, a) for a, b in root.binds)[PREFIX], rel)
     client = sandbox.backend.client()  # type: ignore[attr-defined]
     layer = client.images.get(sandbox.backend.image).attrs["GraphDriver"]["Data"]  # type: ignore[attr-defined]
     host = layer.get("UpperDir", "") + inside
