@@ -306,10 +306,14 @@ def classify_incident(incident: IncidentData, *, max_sniff_chars: int = 1_000_00
                 else "content is JSON that parses"
             return Classification(ErrorKind.SCHEMA if incident.get("output_schema") is not None else ErrorKind.SYNTAX,
                                   content_kind, rule)
-        return Classification(ErrorKind.EXECUTION, content_kind, "content is Python that parses")
+        if incident.get("content_kind") == ContentKind.PYTHON or ran_content(incident.get("traceback"), content):
+            return Classification(ErrorKind.EXECUTION, content_kind, "content is Python that parses and ran")
 
     message = incident.get("message") or ""
     for pattern, kind in _MESSAGE_RULES:
         if pattern.search(message[:10_000]):
             return Classification(kind, content_kind, f"message matches {pattern.pattern[:40]!r}")
+    if content_kind is ContentKind.PYTHON:  # `here is the` and `Thought: I` parse as Python, too
+        return Classification(ErrorKind.UNKNOWN, content_kind, "content parses as Python, but nothing shows it ran "
+                                                               "(content_kind='python' or its traceback would): not run")
     return Classification(ErrorKind.UNKNOWN, content_kind, "no rule matched")

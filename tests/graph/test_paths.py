@@ -80,24 +80,28 @@ def test_each_kind_takes_its_path_and_no_layer_fakes_success():
         ErrorKind.PERMANENT: ({"error_type": "openai.AuthenticationError", "message": "401", "status_code": 401},
                               []),
         ErrorKind.EXECUTION: ({"error_type": "ZeroDivisionError", "message": "division by zero",
-                               "content": "print(1/0)"},
+                               "content": "print(1/0)", "content_kind": "python"},
                               [("sandbox", "skipped"), ("refine", "skipped"), ("vote", "skipped")]),
         ErrorKind.UNKNOWN: ({"error_type": "Mystery", "message": "?"}, [("refine", "skipped"), ("vote", "skipped")]),
     }
     for kind, (incident, path) in cases.items():
         result = recover(incident, checkpointer=None, settings=Settings(), sandbox=False)
         assert (result.kind, _layers(result), result.recovered) == (kind, path, False), kind
+    # code that nothing shows ran (no content_kind, no traceback through it) is never run
+    unsaid = recover({**cases[ErrorKind.EXECUTION][0], "content_kind": None}, checkpointer=None, settings=Settings())
+    assert unsaid.kind is ErrorKind.UNKNOWN and "sandbox" not in [layer for layer, _ in _layers(unsaid)]
     assert "permanent error" in recover(cases[ErrorKind.PERMANENT][0], checkpointer=None).summary
 
 
 def test_failing_code_is_run_in_the_default_sandbox_and_a_clean_run_proves_it():
-    crashed = recover(ZeroDivisionError("division by zero"), content="print(1/0)", checkpointer=None,
-                      settings=Settings())
+    crashed = recover(ZeroDivisionError("division by zero"), content="print(1/0)", content_kind="python",
+                      checkpointer=None, settings=Settings())
     assert _layers(crashed)[0] == ("sandbox", "failed")
     run = crashed.attempts[0].evidence["run"]
     assert run["exit_code"] == 1 and "ZeroDivisionError" in run["stderr"]
     flaky = recover({"error_type": "subprocess.CalledProcessError", "message": "killed by the OOM killer",
-                     "content": "print(sum(range(10)))"}, checkpointer=None, settings=Settings())
+                     "content": "print(sum(range(10)))", "content_kind": "python"}, checkpointer=None,
+                    settings=Settings())
     assert flaky.recovered and flaky.recovered_by is Layer.SANDBOX
     assert flaky.attempts[0].evidence["run"]["stdout"].strip() == "45"
 

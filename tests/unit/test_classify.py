@@ -224,3 +224,17 @@ def test_a_python_fence_with_code_is_python_and_a_bare_literal_is_not():
     assert sniff_content("```python\n{'a': 1}\n```") is ContentKind.JSON
     assert sniff_content('"just a string"') is ContentKind.JSON
     assert sniff_content("I cannot help with that.") is ContentKind.TEXT
+
+
+@pytest.mark.parametrize("content", ["here is the ", "Thought: I ", "callbck_123(null);allback_123(null);",
+                                     'NuberLoNaN/ng("2")', "import os\nos.remove('x')\n"])
+@pytest.mark.parametrize("exc", [RuntimeError("tool failed"), ValueError("bad"), Exception("oops"), None])
+def test_text_that_merely_parses_as_python_is_never_an_execution_incident(content, exc):
+    """Found by bench/bench_fuzz.py: prose such as `here is the` (a comparison) or `Thought: I` (an annotation)
+    parses as Python; without the caller saying it is code, or a traceback through it, nothing is run."""
+    if exc is None:
+        data = Incident.parse({"error_type": "AgentError", "message": "unusable", "content": content}).to_data()
+    else:
+        data = Incident.from_exception(_agent_raised(exc), content=content).to_data()
+    got = classify_incident(data)
+    assert got.kind is not ErrorKind.EXECUTION, got.rule
