@@ -32,7 +32,7 @@ _EXPORTS: dict[str, str] = {
     "resume_unfinished": "kgot_errors.graph.unfinished",
     "aresume_unfinished": "kgot_errors.graph.unfinished",
     "build_graph": "kgot_errors.graph.builder",
-    "guard": "kgot_errors.integration.guard",
+    "guard": "kgot_errors.integration._guard",
     "node_error_handler": "kgot_errors.integration.agents",
     "tool_error_handler": "kgot_errors.integration.agents",
     "Incident": "kgot_errors.state",
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from kgot_errors.errors import InvalidIncident, InvalidSchema, KgotError, RecoveryFailed
     from kgot_errors.graph.builder import build_graph
     from kgot_errors.integration.agents import node_error_handler, tool_error_handler
-    from kgot_errors.integration.guard import guard
+    from kgot_errors.integration._guard import guard
     from kgot_errors.graph.recover import (
         ahistory,
         apending,

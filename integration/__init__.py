@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "guard": "kgot_errors.integration.guard",
+    "guard": "kgot_errors.integration._guard",
     "node_error_handler": "kgot_errors.integration.agents",
     "tool_error_handler": "kgot_errors.integration.agents",
 }
@@ -20,7 +20,7 @@ __all__ = ["guard", "node_error_handler", "tool_error_handler"]
 
 if TYPE_CHECKING:
     from kgot_errors.integration.agents import node_error_handler, tool_error_handler
-    from kgot_errors.integration.guard import guard
+    from kgot_errors.integration._guard import guard
 
 
 def __getattr__(name: str) -> Any:

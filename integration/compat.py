@@ -34,7 +34,7 @@ from typing import Any
 from kgot_errors.errors import ConfigError, SandboxError
 from kgot_errors.graph.recover import DEFAULT
 from kgot_errors.integration._run import Options, arun
-from kgot_errors.integration.guard import Call
+from kgot_errors.integration._guard import Call
 from kgot_errors.runtime.api_errors import APIErrorManager
 from kgot_errors.runtime.operations import call_operation
 from kgot_errors.runtime.settings import Settings, load_settings

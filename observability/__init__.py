@@ -27,13 +27,13 @@ _EXPORTS: dict[str, str] = {
     "LiveMetrics": "kgot_errors.observability.metrics",
     "serve_metrics": "kgot_errors.observability.metrics",
     "layer_node": "kgot_errors.observability.tracing",
-    "doctor": "kgot_errors.observability.doctor",
+    "doctor": "kgot_errors.observability._doctor",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from kgot_errors.observability.doctor import doctor
+    from kgot_errors.observability._doctor import doctor
     from kgot_errors.observability.events import record_result
     from kgot_errors.observability.health import Health, HealthMonitor
     from kgot_errors.observability.logs import configure_logging

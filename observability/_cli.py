@@ -215,7 +215,7 @@ def _render(stats: Any) -> None:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from kgot_errors.observability.doctor import doctor
+    from kgot_errors.observability._doctor import doctor
     from kgot_errors.observability.logs import default_log_dir
 
     settings = _settings(args)

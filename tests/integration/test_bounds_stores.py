@@ -92,7 +92,7 @@ def test_a_store_on_a_read_only_mount_can_be_read_by_history_and_stats(tmpfs):
     assert get_statistics(checkpointer=str(store), settings=Settings()).incidents == 3
     with pytest.raises(CheckpointError, match="read-only"):
         recover(INCIDENT, checkpointer=str(store), settings=Settings())
-    from kgot_errors.observability.doctor import doctor
+    from kgot_errors.observability import doctor
 
     check = next(c for c in doctor(Settings(), checkpointer=str(store)) if c.part == "checkpoint store")
     assert check.status == "fail" and "is read-only" in check.detail and "cannot be stored" in check.detail

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from kgot_errors.cli import main
-from kgot_errors.observability.doctor import doctor
+from kgot_errors.observability import doctor
 from kgot_errors.runtime.settings import load_settings
 from kgot_errors.testing import answer, loopback_openai
 

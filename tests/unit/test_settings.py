@@ -122,3 +122,22 @@ def test_settings_are_frozen_values():
                                          ("1.5g", int(1.5 * (1 << 30))), ("64MB", 64 << 20)])
 def test_parse_memory(text, n):
     assert parse_memory(text) == n
+
+
+def test_every_lazy_public_name_is_the_function_even_after_its_module_was_imported():
+    """A package whose public function shares its module's name (`integration.guard`, `observability.doctor`)
+    hands out the module once anything imported it; the exported names live in differently named modules."""
+    import importlib
+    import pkgutil
+
+    import kgot_errors
+
+    for info in pkgutil.walk_packages(kgot_errors.__path__, "kgot_errors."):
+        if not info.ispkg:
+            continue
+        package = importlib.import_module(info.name)
+        submodules = {name for _, name, _ in pkgutil.iter_modules(package.__path__)}
+        for name, module in getattr(package, "_EXPORTS", {}).items():
+            assert name not in submodules, f"{info.name}.{name} is both a module and an exported name"
+            importlib.import_module(module)
+            assert not isinstance(getattr(package, name), type(importlib)), f"{info.name}.{name} is a module"
