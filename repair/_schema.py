@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -270,9 +271,10 @@ _PROBLEMS: OrderedDict[str, str | None] = OrderedDict()
 
 def _schema_problem(key: str) -> str | None:
     """Why the serialised schema is not usable, or None (cached: checks are slow)."""
-    if key in _PROBLEMS:
-        _PROBLEMS.move_to_end(key)
-        return _PROBLEMS[key]
+    with _CACHE_LOCK:
+        if key in _PROBLEMS:
+            _PROBLEMS.move_to_end(key)
+            return _PROBLEMS[key]
     schema = json.loads(key)
     problem: str | None = None
     try:
@@ -290,13 +292,15 @@ def _schema_problem(key: str) -> str | None:
         problem = f"a $ref cannot be resolved inside the schema: {exc}"
     except RecursionError:
         problem = "the schema's references recurse without end"
-    _PROBLEMS[key] = problem
-    if len(_PROBLEMS) > 64:
-        _PROBLEMS.popitem(last=False)
+    with _CACHE_LOCK:
+        _PROBLEMS[key] = problem
+        if len(_PROBLEMS) > 64:
+            _PROBLEMS.popitem(last=False)
     return problem
 
 
 _CACHED = 256
+_CACHE_LOCK = threading.Lock()
 _VALIDATORS: OrderedDict[int, tuple[Any, Any]] = OrderedDict()
 """id(schema) -> (schema, validator): the schema object is held, so its id is not reused while cached."""
 _BY_CONTENT: OrderedDict[str, Any] = OrderedDict()
@@ -306,10 +310,11 @@ _KEYS: OrderedDict[int, tuple[Any, str]] = OrderedDict()
 
 
 def _remember(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
-    cache[key] = value
-    cache.move_to_end(key)
-    if len(cache) > _CACHED:
-        cache.popitem(last=False)
+    with _CACHE_LOCK:  # layers run in threads too (large inputs are offloaded)
+        cache[key] = value
+        cache.move_to_end(key)
+        if len(cache) > _CACHED:
+            cache.popitem(last=False)
 
 
 def _validator(schema: dict[str, Any] | bool) -> Any:
