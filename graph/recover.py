@@ -171,7 +171,10 @@ async def arecover(
     incident = _checked(_incident(error_or_incident, content, schema, context, incident_fields), ctx)
     async with _open(checkpointer, ctx.settings) as saver:
         _needs_store_for_escalation(ctx, saver)
-        return await _run(_graph(saver, ctx), incident, thread_id, ctx, saver)
+        result = await _run(_graph(saver, ctx), incident, thread_id, ctx, saver)
+    from kgot_errors.integration.typed import typed
+
+    return typed(result, schema)
 
 
 def _runtime(settings: Settings | None, model: Any, sandbox: Any, operations: Mapping[str, Any] | None,

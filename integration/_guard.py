@@ -15,7 +15,7 @@ returns the recovered value: the re-run's own return value when backoff or refin
 the fix by calling it again, else the repaired JSON value (validated into the pydantic
 model when `schema` is one). When no validator proved a fix it raises RecoveryFailed,
 whose `.result` is the RecoveryResult and whose `__cause__` is the original exception. The
-results it hands out (`on_result`, RecoveryFailed) are TypedResults: `.parsed` is the value
+results it hands out (`on_result`, RecoveryFailed) have `.parsed`: the value
 as the schema's model instance.
 
 Arguments must be JSON to travel in the checkpointed incident. A call with other arguments

@@ -26,7 +26,7 @@ re-run there: to re-run a flaky tool, guard the tool itself (`guard(tool)`), who
 RecoveryFailed the handler then reports without a second recovery.
 
 With `schema=` a pydantic model, the RecoveryResult handed to `update` functions and carried
-by RecoveryFailed is a `TypedResult` whose `parsed` is the model instance (as `guard` returns).
+by RecoveryFailed has `parsed`, the model instance (as `guard` returns).
 
 Recoveries started here run as threads of their own (the settings' checkpoint store by
 default), never as hidden subgraphs of the agent's thread.

@@ -1,24 +1,14 @@
-"""The typed value of a recovery: a RecoveryResult whose `parsed` holds the pydantic model instance the schema names."""
+"""The typed value of a recovery: `RecoveryResult.parsed`, the pydantic model instance the schema names."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from kgot_errors.state import RecoveryResult
 
-__all__ = ["TypedResult", "parse_value", "typed"]
-
-
-class TypedResult(RecoveryResult):
-    """A RecoveryResult with `parsed`: the value as an instance of the pydantic model given as `schema`.
-
-    With a JSON Schema dict (or no schema) `parsed` is the value itself; with nothing recovered
-    it is None. `parsed` is not part of `to_data()` (the stored and printed form stays JSON).
-    """
-
-    parsed: Any = Field(default=None, exclude=True)
+__all__ = ["parse_value", "typed"]
 
 
 def parse_value(value: Any, schema: Any) -> Any:
@@ -31,10 +21,8 @@ def parse_value(value: Any, schema: Any) -> Any:
     return value
 
 
-def typed(result: RecoveryResult, schema: Any) -> TypedResult:
-    """`result` with `parsed` filled in from `schema` (the model instance the guard returns, too)."""
-    if isinstance(result, TypedResult):
+def typed(result: RecoveryResult, schema: Any) -> RecoveryResult:
+    """`result` with `parsed` the instance of `schema` when it is a pydantic model (the guard returns it, too)."""
+    if not (isinstance(schema, type) and issubclass(schema, BaseModel)) or result.parsed is None:
         return result
-    has_value = result.recovered or result.outcome == "degraded"
-    fields = {name: getattr(result, name) for name in type(result).model_fields}
-    return TypedResult(**fields, parsed=parse_value(result.value, schema) if has_value else None)
+    return result.with_parsed(parse_value(result.value, schema))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from kgot_errors.state.records import Attempt, ErrorKind, Layer
 
@@ -20,7 +20,10 @@ class RecoveryResult(BaseModel):
     accepts only as `degraded` (by default: a completed truncated document) has `recovered=False`,
     `outcome="degraded"`, its `value`, and `changes` listing what it did to the data (kind
     `coerced`/`added`/`removed`/`truncated`, the JSON path, a detail). `summary` says in one line
-    what happened; `attempts` is the whole audit trail.
+    what happened; `attempts` is the whole audit trail. `parsed` is the value as an instance of the
+    pydantic model given as `schema` (the value itself for a JSON Schema dict; None with no value,
+    or a degraded value the model refuses); it is not part of `to_data()`, so a result read back
+    from the store has none.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -38,6 +41,20 @@ class RecoveryResult(BaseModel):
     llm_calls: int = 0
     tokens: int = 0
     duration_s: float = 0.0
+    _parsed: Any = PrivateAttr(default=None)
+    _typed: bool = PrivateAttr(default=False)
+
+    @property
+    def parsed(self) -> Any:
+        if self._typed:
+            return self._parsed
+        return self.value if self.recovered or self.outcome == "degraded" else None
+
+    def with_parsed(self, instance: Any) -> RecoveryResult:
+        """This result with `parsed` set to `instance` (the model instance; None: the model refused the value)."""
+        copy = self.model_copy()
+        copy._parsed, copy._typed = instance, True
+        return copy
 
     @classmethod
     def from_data(cls, data: dict[str, Any], *, thread_id: str | None = None) -> RecoveryResult:

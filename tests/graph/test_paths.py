@@ -191,3 +191,19 @@ def test_attempt_records_and_results_are_plain_json_data():
     data = result.to_data()
     assert json.loads(json.dumps(data)) == data
     assert all(a.verdict in (Verdict.FAILED, Verdict.RECOVERED) for a in result.attempts)
+
+
+def test_a_pydantic_schema_gives_the_model_instance_as_parsed():
+    from pydantic import BaseModel
+
+    class Person(BaseModel):
+        name: str
+        age: int
+
+    fixed = recover(_json_error("{'name': 'Ada', 'age': 36,}"), schema=Person, checkpointer=None, settings=Settings())
+    assert fixed.recovered and fixed.parsed == Person(name="Ada", age=36) and fixed.value == {"name": "Ada", "age": 36}
+    assert "parsed" not in fixed.to_data()  # stored and printed forms stay JSON
+    plain = recover(_json_error('{"a": 1,}'), checkpointer=None, settings=Settings())
+    assert plain.parsed == {"a": 1}
+    refused = recover(_json_error("I cannot do that."), schema=Person, checkpointer=None, settings=Settings())
+    assert not refused.recovered and refused.parsed is None
