@@ -8,7 +8,7 @@ run on.
 Modules, one concern each: `_strict` (strict JSON), `_unicode` (unicode damage), `_normalise` (the lenient
 normaliser), `_extract` (where JSON lives in a text, candidates and the best of them), `_drift` (the drift guard),
 `_schema` (loading and bounded validation), `_coerce` (coercion towards a schema), `_outcome` (Outcome, changes and
-the policy), `_layers` (the layers), `_api` (repair_json), `_classify` (which kind of error, which kind of content:
+the policy), `_layers` (the layers), `_api` (repair_json), `_batch` (repair_many: on every core), `_classify` (which kind of error, which kind of content:
 the classify node's and runtime/operations' rules). Public names load on first use.
 """
 
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS: dict[str, str] = {
     "repair_json": "kgot_errors.repair._api",
+    "repair_many": "kgot_errors.repair._batch",
     "RepairResult": "kgot_errors.repair._api",
     "LayerRun": "kgot_errors.repair._api",
     "ACCEPT": "kgot_errors.repair._outcome",
@@ -51,6 +52,7 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from kgot_errors.repair._api import LayerRun, RepairResult, repair_json
+    from kgot_errors.repair._batch import repair_many
     from kgot_errors.repair._coerce import coerce_to_schema
     from kgot_errors.repair._drift import coverage, noise
     from kgot_errors.repair._layers import parser_layer, repair, unicode_layer

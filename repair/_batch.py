@@ -1,0 +1,85 @@
+"""repair_many: repair_json over a stream of texts on every core, results in input order, memory bounded."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from typing import Any
+
+from kgot_errors.repair._api import RepairResult, repair_json
+from kgot_errors.repair._schema import load_schema
+
+__all__ = ["repair_many"]
+
+_options: dict[str, Any] = {}
+
+
+def _start_worker(options: dict[str, Any]) -> None:
+    _options.clear()
+    _options.update(options)
+
+
+def _repair_chunk(texts: list[str]) -> list[RepairResult]:
+    return [repair_json(text, **_options) for text in texts]
+
+
+def _context() -> Any:
+    """fork while this process runs one thread (the engine is loaded already, nothing to re-import; no lock
+    held by another thread can be copied half-taken), else forkserver, whose workers start clean."""
+    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["kgot_errors.repair._batch"])
+    return context
+
+
+def repair_many(
+    texts: Iterable[str],
+    schema: Any = None,
+    *,
+    workers: int | None = None,
+    chunk_size: int = 64,
+    **options: Any,
+) -> Iterator[RepairResult]:
+    """`repair_json(text, schema, **options)` for each text, yielded in input order.
+
+    `workers` processes share the work (default: one per core; 1 runs in this process). At most
+    two chunks of `chunk_size` texts per worker are in flight, so a stream of any length is
+    read as it is consumed and memory stays bounded. A process running other threads (an event
+    loop, a notebook kernel) gets workers that start clean (forkserver: a script calling this
+    needs the usual `if __name__ == "__main__":` guard then); its threads are never forked. A
+    schema given as a pydantic model is turned into its JSON Schema here, once.
+    """
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
+    options = {**options, "schema": load_schema(schema)}
+    if workers == 1:
+        for text in texts:
+            yield repair_json(text, **options)
+        return
+    context = _context()
+    source = iter(texts)
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                                initargs=(options,)) as pool:
+        in_flight: deque[concurrent.futures.Future[list[RepairResult]]] = deque()
+        try:
+            while True:
+                while len(in_flight) < 2 * workers:
+                    chunk = list(islice(source, chunk_size))
+                    if not chunk:
+                        break
+                    in_flight.append(pool.submit(_repair_chunk, chunk))
+                if not in_flight:
+                    return
+                yield from in_flight.popleft().result()
+        finally:
+            for future in in_flight:
+                future.cancel()
