@@ -8,8 +8,9 @@ run on.
 Modules, one concern each: `_strict` (strict JSON), `_unicode` (unicode damage), `_normalise` (the lenient
 normaliser), `_extract` (where JSON lives in a text, candidates and the best of them), `_drift` (the drift guard),
 `_schema` (loading and bounded validation), `_coerce` (coercion towards a schema), `_outcome` (Outcome, changes and
-the policy), `_layers` (the layers), `_api` (repair_json), `_batch` (repair_many: on every core), `_classify` (which kind of error, which kind of content:
-the classify node's and runtime/operations' rules). Public names load on first use.
+the policy), `_layers` (the layers), `_api` (repair_json), `_batch` (repair_many, on every core), `_classify` (which
+kind of error, which kind of content: the classify node's and runtime/operations' rules). Public names load on first
+use.
 """
 
 from __future__ import annotations
