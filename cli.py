@@ -195,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "per line, in input order, each as soon as the ones before it are done")
     rp.add_argument("--concurrency", type=_count(1), default=10, metavar="N",
                     help="incidents recovered at once with several inputs (default 10)")
+    rp.add_argument("--workers", type=_count(1), default=1, metavar="N",
+                    help="with --no-checkpoint and several inputs: processes that run the deterministic repair of "
+                         "JSON incidents side by side (e.g. one per core); what they cannot fix goes on through the "
+                         "graph here. Output order stays the input's (default 1)")
     rp.add_argument("--schema", metavar="FILE", help="JSON Schema file the repaired value must fit")
     rp.add_argument("--kind", choices=["json", "python"], help="content kind (default: guessed; .py files are python)")
     rp.add_argument("--context", default="", help="what the output was for (helps the LLM layers)")
@@ -655,10 +659,15 @@ def _repair_many(args: argparse.Namespace, schema: Any, settings: Any, operation
     out = _Out(args.output)
     printer = _InOrder(progress, out, extras, files=args.files if args.inline else None, indent=args.indent)
     try:
-        to_run = [(i, inc) for i, inc in enumerate(incidents) if i not in refused]
         for index, result in refused.items():
             printer.add(index, result)
             progress.update(index, result)
+        if args.workers > 1 and args.no_checkpoint and not operations:
+            for index, result in _repair_in_workers(incidents, refused, settings, args.workers):
+                refused[index] = result  # settled: not for the graph
+                printer.add(index, result)
+                progress.update(index, result)
+        to_run = [(i, inc) for i, inc in enumerate(incidents) if i not in refused]
         stream = recover_iter((inc for _, inc in to_run), max_concurrency=args.concurrency,
                               checkpointer=store_of(args, settings), settings=settings, operations=operations)
         for position, result in stream:
@@ -670,6 +679,38 @@ def _repair_many(args: argparse.Namespace, schema: Any, settings: Any, operation
         progress.close()
     print(f"{progress.recovered}/{total} recovered", file=sys.stderr)
     return EXIT_RECOVERED if progress.recovered == total else EXIT_NOT_RECOVERED
+
+
+def _repair_in_workers(incidents: list[Any], skip: dict[int, Any], settings: Any,
+                       workers: int) -> Iterator[tuple[int, Any]]:
+    """(index, result) for the JSON incidents the deterministic layers settle, repaired on `workers` processes
+    (repair_many); the graph gives the same verdict for these, so only what they cannot fix goes on to it."""
+    from kgot_errors.errors import KgotError
+    from kgot_errors.repair import repair_many
+    from kgot_errors.repair._classify import classify_incident
+    from kgot_errors.state import ContentKind, ErrorKind, Incident
+
+    syntax = settings.syntax_error_management
+    chosen: list[tuple[int, str]] = []
+    items: list[tuple[str, Any]] = []
+    for index, data in enumerate(incidents):
+        if index in skip or data is None or data.get("operation"):
+            continue
+        try:
+            incident = Incident.parse(data)
+        except KgotError:
+            continue  # the graph's path says what is wrong with it
+        found = classify_incident(incident.to_data())
+        if incident.content is None or found.content_kind is not ContentKind.JSON or \
+                found.kind not in (ErrorKind.SYNTAX, ErrorKind.SCHEMA):
+            continue
+        chosen.append((index, str(found.kind)))
+        items.append((incident.content, incident.output_schema))
+    results = repair_many(items, workers=workers, policy=dict(syntax.changes), max_chars=syntax.max_content_chars,
+                          max_depth=syntax.max_depth)
+    for (index, kind), repaired in zip(chosen, results):
+        if repaired.ok:
+            yield index, _PureResult(repaired, kind)
 
 
 class _InOrder:

@@ -24,8 +24,14 @@ def _start_worker(options: dict[str, Any]) -> None:
     _options.update(options)
 
 
-def _repair_chunk(texts: list[str]) -> list[RepairResult]:
-    return [repair_json(text, **_options) for text in texts]
+def _one(item: Any, options: dict[str, Any]) -> RepairResult:
+    if isinstance(item, tuple):
+        return repair_json(item[0], **{**options, "schema": item[1]})
+    return repair_json(item, **options)
+
+
+def _repair_chunk(items: list[Any]) -> list[RepairResult]:
+    return [_one(item, _options) for item in items]
 
 
 def _context() -> Any:
@@ -46,7 +52,8 @@ def repair_many(
     chunk_size: int = 64,
     **options: Any,
 ) -> Iterator[RepairResult]:
-    """`repair_json(text, schema, **options)` for each text, yielded in input order.
+    """`repair_json(text, schema, **options)` for each text, yielded in input order. An item may also be a
+    `(text, schema)` pair, whose JSON Schema (a dict or a boolean) replaces `schema` for that text.
 
     `workers` processes share the work (default: one per core; 1 runs in this process). At most
     two chunks of `chunk_size` texts per worker are in flight, so a stream of any length is
@@ -62,8 +69,8 @@ def repair_many(
         raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
     options = {**options, "schema": load_schema(schema)}
     if workers == 1:
-        for text in texts:
-            yield repair_json(text, **options)
+        for item in texts:
+            yield _one(item, options)
         return
     context = _context()
     source = iter(texts)

@@ -169,3 +169,27 @@ def test_resume_of_a_cut_off_backoff_thread_loads_operations(env, tmp_path):
     assert again.returncode == 0 and json.loads(again.stdout)["calls"] == 2  # finished: reported, not re-run
     bad = _cli("resume", thread, "--operations", "no_such_module:OPS", env=env)
     assert bad.returncode == 3 and "--operations" in bad.stderr.decode()
+
+
+def test_workers_repair_json_lines_on_processes_and_print_what_one_process_prints(env, tmp_path):
+    schema = tmp_path / "s.json"
+    schema.write_text(json.dumps({"type": "object", "required": ["title"]}))
+    items = [{"id": i, "error_type": DECODE, "message": "m", "content": c}
+             for i, c in enumerate(['{"title": "t",}', '{"b": 2,}', "no JSON here", "{'title': 'cut off",
+                                    '{"title": "x"}', "def f(:\n pass"] * 5)]
+    batch = _jsonl(tmp_path / "in.jsonl", *items, {"id": "op", "error_type": "TimeoutError", "message": "t"})
+    one = _cli("repair", "--jsonl", batch, "--schema", str(schema), "--no-checkpoint", env=env, timeout=180)
+    two = _cli("repair", "--jsonl", batch, "--schema", str(schema), "--no-checkpoint", "--workers", "2", env=env,
+               timeout=180)
+    assert one.returncode == two.returncode == 1
+
+    def comparable(out):
+        lines = [json.loads(x) for x in out.stdout.decode().splitlines()]
+        for line in lines:  # timings differ run to run
+            line.pop("duration_s")
+            for a in line["attempts"]:
+                a.pop("duration_s")
+        return lines
+
+    assert comparable(two) == comparable(one)
+    assert [x["id"] for x in comparable(two)] == [*range(30), "op"]
