@@ -8,7 +8,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -475,13 +475,13 @@ def _cmd_repair(args: argparse.Namespace) -> int:
         done, raw = _repair_pure(args)
         if done is not None:
             return done
-    from kgot_errors.graph.recover import recover
-
     settings = settings_of(args)
     schema = _load_schema(args.schema)
     operations = _operations(args)
     if args.jsonl or len(args.files) > 1:
         return _repair_many(args, schema, settings, operations)
+    from kgot_errors.graph.recover import recover
+
     name = args.files[0]
     kind = _kind_for(name, args.kind)
     limit = settings.syntax_error_management.max_content_chars
@@ -634,8 +634,6 @@ def _result_fields() -> frozenset[str]:
 
 
 def _repair_many(args: argparse.Namespace, schema: Any, settings: Any, operations: dict[str, Any]) -> int:
-    from kgot_errors.graph.recover import recover_iter
-
     limit = settings.syntax_error_management.max_content_chars
     incidents: list[Any] = []
     extras: list[dict[str, Any]] = []
@@ -668,8 +666,12 @@ def _repair_many(args: argparse.Namespace, schema: Any, settings: Any, operation
                 printer.add(index, result)
                 progress.update(index, result)
         to_run = [(i, inc) for i, inc in enumerate(incidents) if i not in refused]
-        stream = recover_iter((inc for _, inc in to_run), max_concurrency=args.concurrency,
-                              checkpointer=store_of(args, settings), settings=settings, operations=operations)
+        stream: Iterable[tuple[int, Any]] = ()
+        if to_run:  # LangGraph loads only for what the workers did not settle
+            from kgot_errors.graph.recover import recover_iter
+
+            stream = recover_iter((inc for _, inc in to_run), max_concurrency=args.concurrency,
+                                  checkpointer=store_of(args, settings), settings=settings, operations=operations)
         for position, result in stream:
             index = to_run[position][0]
             printer.add(index, result)
