@@ -4,9 +4,11 @@
 # Why a copy and not binds of the host's files: a bind shares the host file's inode, so its page cache
 # (read timing) shows what the host runs. The copy's pages are its own: a run sees only what runs load.
 # Layout inside a run (the interpreter derives sys.prefix /python from where its executable is):
-#   /python/bin/pythonX.Y     the executable           /python/lib/*.so*          every library it and
-#   /python/lib/pythonX.Y/    stdlib, lib-dynload       <PT_INTERP path>           its extension modules
-#                                                                                  load, and the loader
+#   /python/bin/pythonX.Y    the executable
+#   /python/lib/*.so*        every library it and its extension modules load
+#   /python/lib/pythonX.Y/   the standard library and lib-dynload
+#   <PT_INTERP path>         the dynamic loader (e.g. /lib64/ld-linux-x86-64.so.2)
+#   /etc/ld.so.cache         listing the copy's libraries only (when ldconfig could build it)
 
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from kgot_errors.errors import SandboxUnavailable
 __all__ = ["PREFIX", "PrivateRoot", "default_root_dir", "interpreter_facts", "private_root"]
 
 PREFIX = "/python"
-_FORMAT = 1  # bump when the layout changes: old roots are then rebuilt under a new key
+_FORMAT = 2  # bump when the layout changes: old roots are then rebuilt under a new key
 # stdlib entries a sandboxed program has no use for (tests, GUI, installers, the static library)
 _SKIP_TOP = frozenset({"site-packages", "dist-packages", "test", "idlelib", "tkinter", "turtledemo", "ensurepip"})
 _SKIP_DYNLOAD = re.compile(r"^(_tkinter|_test|xx)")
@@ -168,6 +170,23 @@ def _copy_stdlib(src: str, dst: Path, modules: list[str]) -> None:
         shutil.copy2(module, dyn / os.path.basename(module))
 
 
+def _library_cache(work: Path) -> None:
+    """etc/ld.so.cache listing only the copy's libraries (ldconfig -r), so that a program that clears
+    LD_LIBRARY_PATH still starts the interpreter. Without ldconfig the variable alone finds them."""
+    ldconfig = shutil.which("ldconfig") or next((p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig")
+                                                 if os.path.isfile(p)), None)
+    if ldconfig is None:
+        return
+    (work / "etc").mkdir()
+    (work / "etc" / "ld.so.conf").write_text(PREFIX + "/lib\n")
+    try:
+        subprocess.run([ldconfig, "-r", str(work), "-X", "-C", "/etc/ld.so.cache", "-f", "/etc/ld.so.conf"],
+                       capture_output=True, timeout=60, env={}, check=False)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    (work / "etc" / "ld.so.conf").unlink()
+
+
 def _build(target: Path, exe: str, stdlib: str, dynload: str | None, loader: str, version: str) -> None:
     modules = sorted(str(p) for p in Path(dynload).glob("*.so") if not _SKIP_DYNLOAD.match(p.name)) if dynload else []
     libs = _libraries(exe, loader, modules)
@@ -187,6 +206,7 @@ def _build(target: Path, exe: str, stdlib: str, dynload: str | None, loader: str
         ld.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(loader, ld)
         _copy_stdlib(stdlib, lib / f"python{version}", modules)
+        _library_cache(work)
         for dirpath, dirnames, filenames in os.walk(work):  # readable by every run uid, writable by none
             for name in dirnames:
                 os.chmod(os.path.join(dirpath, name), 0o755)
@@ -227,5 +247,7 @@ def private_root(root_dir: Path, python: str | None = None) -> PrivateRoot:
     if not target.is_dir():
         _build(target, exe, stdlib, dynload, loader, version)
     binds = [(str(target / PREFIX.lstrip("/")), PREFIX), (str(target / loader.lstrip("/")), loader)]
+    if (target / "etc" / "ld.so.cache").is_file():
+        binds.append((str(target / "etc" / "ld.so.cache"), "/etc/ld.so.cache"))
     return PrivateRoot(path=target, executable=f"{PREFIX}/bin/python{version}", binds=tuple(binds),
                        library_path=f"{PREFIX}/lib")

@@ -56,12 +56,16 @@ def test_host_etc_is_not_visible(bwrap: Sandbox):
     host_users = {ln.split(":")[0] for ln in host_passwd.splitlines() if ln} - {"root", "sandbox"}
     seen = _run_json(bwrap, """
         import json, os
-        print(json.dumps({"etc": sorted(os.listdir("/etc")), "passwd": open("/etc/passwd").read()}))
+        cache = open("/etc/ld.so.cache", "rb").read() if os.path.exists("/etc/ld.so.cache") else b""
+        print(json.dumps({"etc": sorted(os.listdir("/etc")), "passwd": open("/etc/passwd").read(),
+                          "cache": [p.decode("latin-1") for p in cache.split(b"\\0") if p.startswith(b"/")]}))
     """)
     assert seen["passwd"] != host_passwd
     assert not {ln.split(":")[0] for ln in seen["passwd"].splitlines()} & host_users
-    # only the files the run itself is given: no host ld.so.cache (the host's library list), no localtime
-    assert set(seen["etc"]) <= {"passwd", "group", "hosts"}, seen["etc"]
+    # only the files the run itself is given: no host localtime, nsswitch.conf, ..., and a library cache
+    # that lists the copy's libraries alone (the host's would list every library installed there)
+    assert set(seen["etc"]) <= {"passwd", "group", "hosts", "ld.so.cache"}, seen["etc"]
+    assert all(p.startswith("/python/lib/") for p in seen["cache"]), seen["cache"]
 
 
 def test_every_python_file_and_executable_inside_is_the_run_interpreters_own(bwrap: Sandbox):
@@ -148,10 +152,12 @@ def test_the_standard_library_and_the_run_basics_still_work(bwrap: Sandbox):
         out["proc"] = "Pid:" in open("/proc/self/status").read()
         child = subprocess.run([sys.executable, "-c", "import json; print(json.dumps([1]))"], capture_output=True)
         out["child_python"] = child.stdout == b"[1]\\n"
+        bare = subprocess.run([sys.executable, "-c", "print(2)"], capture_output=True, env={})
+        out["child_python_bare_env"] = bare.stdout == b"2\\n"
         out["unicodedata"] = unicodedata.name("a") == "LATIN SMALL LETTER A"
         print(json.dumps(out))
     """)
-    assert seen == dict.fromkeys(seen, True) and len(seen) == 16, seen
+    assert seen == dict.fromkeys(seen, True) and len(seen) == 17, seen
 
 
 def test_the_program_holds_no_capability_in_any_set(bwrap: Sandbox):
