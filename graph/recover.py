@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from kgot_errors.errors import (CheckpointError, ConfigError, InvalidIncident, KgotError, ThreadNotFound,
                                 ThreadNotPaused, UnknownOperation)
-from kgot_errors.runtime.checkpoint import describe_target, open_checkpointer, shared_checkpointer
+from kgot_errors.runtime.checkpoint import HeldWrites, describe_target, open_checkpointer, shared_checkpointer
 from kgot_errors.runtime.context import LazySandbox, RecoveryContext
 from kgot_errors.runtime.model import make_model, model_identity
 from kgot_errors.runtime.settings import Settings, load_settings
@@ -215,21 +215,25 @@ async def _run(graph: Any, incident: Incident, thread_id: str | None, ctx: Recov
         # recovery a hidden subgraph writing into the caller's store: run it as its own thread instead.
         from langchain_core.runnables.config import var_child_runnable_config
 
-        from kgot_errors.graph.builder import DURABLE_LAYERS
+        from kgot_errors.graph.builder import DETERMINISTIC_LAYERS
 
         var_child_runnable_config.set(None)  # this task's copy of the context only
         start, config = {"incident": incident.to_data()}, _config(tid)
         if saver is None:
             return await graph.ainvoke(start, config, context=ctx)
-        # The deterministic layers run as one unit, written once when they end: they are cheap and give the same
-        # answer when re-run, so a crash among them loses nothing. They stop before the first layer whose work
-        # must not be lost or repeated (a model call, an operation, the sandbox, a person), and from there on
-        # every finished step is written before the next starts.
-        out = await graph.ainvoke(start, config, context=ctx, durability="exit", interrupt_before=DURABLE_LAYERS)
-        if out and "result" in out and fresh:  # None when it stopped before a durable layer
-            return out
-        # on from where it stopped (a thread the caller named may hold an earlier run's result: ask the store)
-        return await graph.ainvoke(None, config, context=ctx, durability="sync")
+        # The deterministic layers are written once, when they end: they are cheap and give the same answer when
+        # re-run, so a crash among them loses nothing. From the first layer whose work must not be lost or
+        # repeated (a model call, an operation, the sandbox, a person) every finished step is written before the
+        # next starts. A thread the caller named may already hold steps: then everything is written.
+        if not fresh:
+            return await graph.ainvoke(start, config, context=ctx, **_durability(saver))
+        held = HeldWrites(saver, frozenset(DETERMINISTIC_LAYERS))
+        try:
+            return await graph.copy(update={"checkpointer": held}).ainvoke(start, config, context=ctx,
+                                                                         **_durability(saver))
+        except BaseException:
+            await held.flush()  # a failed or cancelled run keeps its finished steps
+            raise
 
     out = await asyncio.ensure_future(detached())
     result = await _outcome(graph, out, tid)

@@ -18,7 +18,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from kgot_errors.errors import CheckpointError
 from kgot_errors.runtime.settings import CheckpointSettings
 
-__all__ = ["close_shared", "describe_target", "open_checkpointer", "shared_checkpointer"]
+__all__ = ["HeldWrites", "close_shared", "describe_target", "open_checkpointer", "shared_checkpointer"]
 
 logger = logging.getLogger(__name__)
 
@@ -438,3 +438,83 @@ def _forget_in_child() -> None:
 
 atexit.register(close_shared)
 os.register_at_fork(after_in_child=_forget_in_child)
+
+
+# --- one run's view of a store: quiet steps held, not written -------------------------------------------------
+
+_BRANCH = "branch:to:"
+_QUIET_ALWAYS = frozenset({"__start__"})
+
+
+class _Held:
+    """What a HeldWrites run holds back: the newest checkpoint not written, and whether one has been written."""
+
+    def __init__(self) -> None:
+        self.checkpoint: tuple[Any, Any, Any, dict[str, Any]] | None = None
+        self.live = False
+
+
+class HeldWrites(BaseCheckpointSaver):
+    """One graph run's view of `store` that holds back the checkpoints of steps that need no writing.
+
+    A checkpoint whose next steps are all `quiet` nodes (cheap, and the same answer when re-run)
+    is kept in memory and its tasks' writes dropped; the first checkpoint that leads to another
+    node, or to none (the run has ended), is written, carrying every channel changed since the
+    last one written; from then on everything is written as it comes. So a run that the quiet
+    nodes finish costs one write, and a crash among them loses only work that re-running redoes.
+    `flush()` writes what is held (a run that fails or is cancelled keeps its finished steps).
+    Reads go to the store.
+    """
+
+    def __init__(self, store: BaseCheckpointSaver, quiet: frozenset[str], state: _Held | None = None) -> None:
+        super().__init__(serde=store.serde)
+        self.store = store
+        self.quiet = quiet | _QUIET_ALWAYS
+        self.state = state or _Held()
+        """Shared with copies: LangGraph runs a copy of the saver (`with_allowlist`), the caller flushes this one."""
+
+    def with_allowlist(self, extra_allowlist: Any) -> HeldWrites:
+        return HeldWrites(self.store.with_allowlist(extra_allowlist), self.quiet, self.state)
+
+    def get_next_version(self, current: Any, channel: Any = None) -> Any:
+        return self.store.get_next_version(current, channel)
+
+    async def aget_tuple(self, config: Any) -> Any:
+        return await self.store.aget_tuple(config)
+
+    def alist(self, config: Any, **kwargs: Any) -> Any:
+        return self.store.alist(config, **kwargs)
+
+    def _holds(self, checkpoint: Any) -> bool:
+        values = checkpoint.get("channel_values") or {}
+        nxt = {k[len(_BRANCH):] for k in values if k.startswith(_BRANCH)}
+        if "__start__" in values:
+            nxt.add("__start__")
+        return bool(nxt) and nxt <= self.quiet and "__pregel_tasks" not in values
+
+    async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        state = self.state
+        if state.checkpoint is not None:  # the channels changed in the steps held back are written with this one
+            new_versions = {**state.checkpoint[3], **new_versions}
+        if not state.live and self._holds(checkpoint):
+            state.checkpoint = (config, checkpoint, metadata, dict(new_versions))
+            conf = config["configurable"]
+            return {"configurable": {"thread_id": conf["thread_id"], "checkpoint_ns": conf.get("checkpoint_ns", ""),
+                                     "checkpoint_id": checkpoint["id"]}}
+        state.checkpoint, state.live = None, True
+        current = checkpoint.get("channel_versions") or {}
+        versions = {k: current[k] for k in new_versions if k in current}
+        return await self.store.aput(config, checkpoint, metadata, versions)
+
+    async def aput_writes(self, config: Any, writes: Any, task_id: str, task_path: str = "") -> None:
+        if self.state.live:  # else: a held step's task; the next checkpoint carries what it wrote
+            await self.store.aput_writes(config, writes, task_id, task_path)
+
+    async def flush(self) -> None:
+        """Write the checkpoint held back, if any."""
+        state = self.state
+        if state.checkpoint is not None and not state.live:
+            config, checkpoint, metadata, versions = state.checkpoint
+            state.checkpoint, state.live = None, True
+            current = checkpoint.get("channel_versions") or {}
+            await self.store.aput(config, checkpoint, metadata, {k: current[k] for k in versions if k in current})

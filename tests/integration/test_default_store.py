@@ -288,3 +288,45 @@ def test_a_batch_writes_one_checkpoint_per_settled_incident(tmp_path):
                            settings=Settings())
     assert [r.value for r in results] == [{"i": i, "ok": True} for i in range(6)]
     assert [_bytes_on_sqlite(path, r.thread_id)[:2] for r in results] == [(1, 0)] * 6
+
+
+def test_held_writes_keep_a_failed_runs_finished_steps_and_write_at_the_first_loud_step():
+    """HeldWrites on a tiny graph: quiet steps held, a failure flushes them, a loud step is written before it runs."""
+    from typing import TypedDict
+
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import END, START, StateGraph
+
+    from kgot_errors.runtime.checkpoint import HeldWrites
+
+    class S(TypedDict, total=False):
+        n: int
+
+    def build(second):
+        g = StateGraph(S)
+        g.add_node("a", lambda s: {"n": s["n"] + 1})
+        g.add_node("b", second)
+        g.add_edge(START, "a")
+        g.add_edge("a", "b")
+        g.add_edge("b", END)
+        return g
+
+    def boom(_):
+        raise RuntimeError("a layer broke")
+
+    async def run(second, quiet, thread):
+        store = InMemorySaver()
+        held = HeldWrites(store, frozenset(quiet))
+        try:
+            await build(second).compile(checkpointer=held).ainvoke({"n": 1}, {"configurable": {"thread_id": thread}},
+                                                                  durability="sync")
+        except RuntimeError:
+            await held.flush()
+        return [t.checkpoint["channel_values"] for t in store.list(None)], store.writes
+
+    finished, writes = asyncio.run(run(lambda s: {"n": s["n"] * 10}, {"a", "b"}, "t1"))
+    assert finished == [{"n": 20}] and not writes  # all quiet: the end state, written once
+    failed, _ = asyncio.run(run(boom, {"a", "b"}, "t2"))
+    assert failed == [{"n": 2, "branch:to:b": None}]  # a's step kept, b to run again on resume
+    loud, _ = asyncio.run(run(lambda s: {"n": s["n"] * 10}, {"a"}, "t3"))
+    assert loud[-1] == {"n": 2, "branch:to:b": None} and loud[0] == {"n": 20}  # written before b, and after it
