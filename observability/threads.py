@@ -119,6 +119,9 @@ class ThreadInfo:
 
 def _info(thread_id: str, values: Mapping[str, Any], waiting: Sequence[str], started: float | None,
           updated: float | None) -> ThreadInfo:
+    if started is not None and updated is not None and started > updated:
+        # one checkpoint (the deterministic layers are written once): its id's clock ticks just after its ts
+        started = updated
     result = values.get("result") if isinstance(values.get("result"), Mapping) else None
     attempts = list((result or {}).get("attempts") or values.get("attempts") or ())
     layers = tuple(dict.fromkeys(str(a.get("layer")) for a in attempts if isinstance(a, Mapping)))
