@@ -155,7 +155,9 @@ async def vote_sample(sample: dict[str, Any], runtime: Runtime[RecoveryContext])
                               "reason": "", "llm_calls": 0, "tokens": 0}
     request = sample["request"]
     prompt = _prompts.messages("vote", request, max_chars=ctx.settings.llm.max_prompt_chars)
-    allowance = Budget(0, 0, sample["calls_each"], sample["tokens_left"])
+    seconds_left = sample.get("seconds_left")  # the samples run side by side: each may use what the incident has left
+    allowance = Budget(0, 0, sample["calls_each"], sample["tokens_left"],
+                       max_seconds=math.inf if seconds_left is None else seconds_left)
     reply = await ask(ctx, runtime, prompt, allowance=allowance, schema=request.get("schema"),
                       start_method=sample.get("method"), temperature=sample["temperature"])
     ballot.update(llm_calls=reply.calls, tokens=reply.tokens)
@@ -188,6 +190,7 @@ def _open(state: RecoveryState, ctx: RecoveryContext, record: Any) -> RecoveryUp
     return {"poll": {"target": target, "n": n, "rounds": rounds, "temperature": temperature,
                      "method": last_method, "calls_each": allowance.calls_left // n,
                      "tokens_left": allowance.max_tokens - allowance.tokens_used,
+                     "seconds_left": allowance.seconds_left if math.isfinite(allowance.seconds_left) else None,
                      "request": revision_request(state, ctx, target)}}
 
 

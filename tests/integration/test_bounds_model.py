@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 from kgot_errors.graph.builder import build_graph
@@ -55,3 +56,19 @@ async def test_the_incident_deadline_caps_all_model_calls_together():
     later = [a for a in result.attempts if a.layer in (Layer.REFINE, Layer.VOTE)]
     assert later and all(a.verdict == "skipped" and "LLM budget exhausted" in a.reason for a in later)
     assert calls == 3 and elapsed < 2.5 + 2.5
+
+
+async def test_the_vote_samples_share_what_the_incident_has_left_not_a_whole_call_each():
+    """The samples run side by side; each is cut at what is left of llm.incident_timeout_seconds (here about
+    0.5 s after llm_fix and refine used 2 s each), not at the per-call 2 s."""
+    with loopback_openai(lambda request: trickle(BYTE_EVERY, GOOD)) as server:
+        result, elapsed = await _recover(
+            server, llm={"timeout_seconds": 2.0, "incident_timeout_seconds": 4.6},
+            syntax_error_management={"max_retries": 1},
+            error_recovery={"max_refinement_iterations": 0, "voting_rounds": 3})
+    used = sum(a.duration_s for a in result.attempts if a.layer in (Layer.LLM_FIX, Layer.REFINE))
+    assert 4.0 <= used < 4.6  # llm_fix and refine: one cut call of 2 s each
+    (vote,) = result.attempts_by(Layer.VOTE)
+    assert not result.recovered and vote.llm_calls == 3
+    assert "(llm.incident_timeout_seconds)" in json.dumps(vote.evidence)  # each sample cut at what was left
+    assert elapsed < 4.6 + 1.2  # not a further 2 s per-call deadline
