@@ -364,12 +364,9 @@ def _incident_for(raw: bytes, kind: str | None, schema: Any, context: str) -> di
 
 def _refused(size: int, limit: int) -> Any:
     """The result for input over the size limit: not recovered, nothing parsed, nothing stored."""
-    from kgot_errors.state import ErrorKind, RecoveryResult
+    from kgot_errors.state import RecoveryResult
 
-    return RecoveryResult(
-        recovered=False, kind=ErrorKind.SYNTAX, outcome="not_recovered", attempts=[],
-        summary=f"not recovered (syntax): the input ({size:,} bytes) holds more than max_content_chars ({limit:,}) "
-                f"characters; it was neither parsed nor stored")
+    return RecoveryResult.too_large(f"the input ({size:,} bytes)", limit)
 
 
 def _kind_for(name: str, kind: str | None) -> str | None:

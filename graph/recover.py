@@ -169,6 +169,9 @@ async def arecover(
     """Recover one failure through the layered graph; see `recover`."""
     ctx = _runtime(settings, model, sandbox, operations, runtime_context)
     incident = _checked(_incident(error_or_incident, content, schema, context, incident_fields), ctx)
+    refused = _too_large(incident, ctx)
+    if refused is not None:
+        return refused
     async with _open(checkpointer, ctx.settings) as saver:
         _needs_store_for_escalation(ctx, saver)
         result = await _run(_graph(saver, ctx), incident, thread_id, ctx, saver)
@@ -190,6 +193,13 @@ def _runtime(settings: Settings | None, model: Any, sandbox: Any, operations: Ma
     elif sandbox is False:
         sandbox = None  # explicitly no sandbox: code incidents record `skipped`
     return _context(settings, model, sandbox, operations, None)
+
+
+def _too_large(incident: Incident, ctx: RecoveryContext) -> RecoveryResult | None:
+    """The result for content over max_content_chars (None when it is within): no layer, no thread, nothing stored."""
+    limit = ctx.settings.syntax_error_management.max_content_chars
+    size = len(incident.content or "")
+    return RecoveryResult.too_large(f"the content ({size:,} characters)", limit) if size > limit else None
 
 
 def _checked(incident: Incident, ctx: RecoveryContext) -> Incident:
@@ -440,6 +450,9 @@ async def _one(graph: Any, index: int, item: Any, ctx: RecoveryContext, saver: A
     except Exception as exc:  # noqa: BLE001 - one broken incident must not sink the batch
         logger.exception("incident %d could not be read", index)
         return _failed_to_start("error", exc)
+    refused = _too_large(incident, ctx)
+    if refused is not None:
+        return refused
     tid = uuid.uuid4().hex if saver is not None else None
     if on_start is not None:
         on_start(index, tid)  # before anything is written; if it raises, the batch stops (like on_result)

@@ -57,6 +57,14 @@ class RecoveryResult(BaseModel):
         return copy
 
     @classmethod
+    def too_large(cls, described: str, limit: int) -> RecoveryResult:
+        """Content over `max_content_chars` (`described`: e.g. "the content (9,000,000 characters)"): refused
+        before any layer, so nothing is parsed, run or stored."""
+        return cls(recovered=False, kind=ErrorKind.SYNTAX, outcome="not_recovered", attempts=[],
+                   summary=f"not recovered (syntax): {described} holds more than max_content_chars ({limit:,}) "
+                           "characters; it was neither parsed nor stored")
+
+    @classmethod
     def from_data(cls, data: dict[str, Any], *, thread_id: str | None = None) -> RecoveryResult:
         if thread_id is not None:
             data = {**data, "thread_id": thread_id}

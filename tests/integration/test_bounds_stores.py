@@ -112,3 +112,19 @@ def test_zeroed_pages_are_a_checkpoint_error_saying_the_file_is_damaged(tmp_path
         for r in done:
             history(r.thread_id, checkpointer=str(store), settings=Settings())
         recover(INCIDENT, checkpointer=str(store), settings=Settings())
+
+
+def test_content_over_the_limit_is_refused_before_any_layer_and_never_stored(tmp_path):
+    from kgot_errors import recover_many
+
+    store = tmp_path / "big.sqlite"
+    settings = Settings(syntax_error_management={"max_content_chars": 1_000})
+    big = {**INCIDENT, "content": "{'a': '%s'," % ("x" * 5_000)}
+    one = recover(big, checkpointer=str(store), settings=settings)
+    batch = recover_many([big, INCIDENT], checkpointer=str(store), settings=settings)
+    for refused in (one, batch[0]):
+        assert not refused.recovered and refused.attempts == [] and refused.thread_id is None
+        assert "(5,009 characters) holds more than max_content_chars (1,000)" in refused.summary
+    assert batch[1].recovered
+    assert get_statistics(checkpointer=str(store), settings=settings).incidents == 1  # only the small one
+    assert b"x" * 1_000 not in store.read_bytes()
