@@ -683,33 +683,37 @@ def _repair_many(args: argparse.Namespace, schema: Any, settings: Any, operation
 def _repair_in_workers(incidents: list[Any], skip: dict[int, Any], settings: Any,
                        workers: int) -> Iterator[tuple[int, Any]]:
     """(index, result) for the JSON incidents the deterministic layers settle, repaired on `workers` processes
-    (repair_many); the graph gives the same verdict for these, so only what they cannot fix goes on to it."""
+    (each reads, classifies and repairs its lines); the graph gives the same verdict for these, so only what they
+    cannot fix goes on to it."""
+    from kgot_errors.repair._batch import map_in_order
+
+    syntax = settings.syntax_error_management
+    options = {"policy": dict(syntax.changes), "max_chars": syntax.max_content_chars, "max_depth": syntax.max_depth}
+    chosen = [(i, data) for i, data in enumerate(incidents) if i not in skip and data is not None]
+    for (index, _), settled in zip(chosen, map_in_order(_settle, (d for _, d in chosen), options, workers=workers)):
+        if settled is not None:
+            yield index, _PureResult(*settled)
+
+
+def _settle(data: dict[str, Any], options: dict[str, Any]) -> tuple[Any, str] | None:
+    """(repair_json's result, the kind) for a JSON incident the deterministic layers fix, else None (in a worker)."""
     from kgot_errors.errors import KgotError
-    from kgot_errors.repair import repair_many
+    from kgot_errors.repair import repair_json
     from kgot_errors.repair._classify import classify_incident
     from kgot_errors.state import ContentKind, ErrorKind, Incident
 
-    syntax = settings.syntax_error_management
-    chosen: list[tuple[int, str]] = []
-    items: list[tuple[str, Any]] = []
-    for index, data in enumerate(incidents):
-        if index in skip or data is None or data.get("operation"):
-            continue
-        try:
-            incident = Incident.parse(data)
-        except KgotError:
-            continue  # the graph's path says what is wrong with it
-        found = classify_incident(incident.to_data())
-        if incident.content is None or found.content_kind is not ContentKind.JSON or \
-                found.kind not in (ErrorKind.SYNTAX, ErrorKind.SCHEMA):
-            continue
-        chosen.append((index, str(found.kind)))
-        items.append((incident.content, incident.output_schema))
-    results = repair_many(items, workers=workers, policy=dict(syntax.changes), max_chars=syntax.max_content_chars,
-                          max_depth=syntax.max_depth)
-    for (index, kind), repaired in zip(chosen, results):
-        if repaired.ok:
-            yield index, _PureResult(repaired, kind)
+    if data.get("operation"):
+        return None
+    try:
+        incident = Incident.parse(data)
+    except KgotError:
+        return None  # the graph's path says what is wrong with it
+    found = classify_incident(incident.to_data())
+    if incident.content is None or found.content_kind is not ContentKind.JSON or \
+            found.kind not in (ErrorKind.SYNTAX, ErrorKind.SCHEMA):
+        return None
+    repaired = repair_json(incident.content, incident.output_schema, **options)
+    return (repaired, str(found.kind)) if repaired.ok else None
 
 
 class _InOrder:

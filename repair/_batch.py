@@ -7,31 +7,33 @@ import multiprocessing
 import os
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
 from kgot_errors.repair._api import RepairResult, repair_json
 from kgot_errors.repair._schema import load_schema
 
-__all__ = ["repair_many"]
+__all__ = ["map_in_order", "repair_many"]
 
-_options: dict[str, Any] = {}
+T = TypeVar("T")
+
+_worker: dict[str, Any] = {}
 
 
-def _start_worker(options: dict[str, Any]) -> None:
-    _options.clear()
-    _options.update(options)
+def _start_worker(fn: Callable[[Any, dict[str, Any]], Any], options: dict[str, Any]) -> None:
+    _worker.update(fn=fn, options=options)
+
+
+def _run_chunk(items: list[Any]) -> list[Any]:
+    fn, options = _worker["fn"], _worker["options"]
+    return [fn(item, options) for item in items]
 
 
 def _one(item: Any, options: dict[str, Any]) -> RepairResult:
     if isinstance(item, tuple):
         return repair_json(item[0], **{**options, "schema": item[1]})
     return repair_json(item, **options)
-
-
-def _repair_chunk(items: list[Any]) -> list[RepairResult]:
-    return [_one(item, _options) for item in items]
 
 
 def _context() -> Any:
@@ -62,28 +64,36 @@ def repair_many(
     needs the usual `if __name__ == "__main__":` guard then); its threads are never forked. A
     schema given as a pydantic model is turned into its JSON Schema here, once.
     """
+    return map_in_order(_one, texts, {**options, "schema": load_schema(schema)}, workers=workers,
+                        chunk_size=chunk_size)
+
+
+def map_in_order(fn: Callable[[Any, dict[str, Any]], T], items: Iterable[Any], options: dict[str, Any], *,
+                 workers: int | None = None, chunk_size: int = 64) -> Iterator[T]:
+    """`fn(item, options)` for each item on `workers` processes, yielded in input order (repair_many's engine:
+    `fn` must be a module-level function, `options` picklable; they reach each worker once)."""
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
-    options = {**options, "schema": load_schema(schema)}
     if workers == 1:
-        for item in texts:
-            yield _one(item, options)
-        return
-    context = _context()
-    source = iter(texts)
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                                initargs=(options,)) as pool:
-        in_flight: deque[concurrent.futures.Future[list[RepairResult]]] = deque()
+        return (fn(item, options) for item in items)
+    return _pooled(fn, iter(items), options, workers, chunk_size)
+
+
+def _pooled(fn: Callable[[Any, dict[str, Any]], T], source: Iterator[Any], options: dict[str, Any], workers: int,
+            chunk_size: int) -> Iterator[T]:
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start_worker,
+                                                initargs=(fn, options)) as pool:
+        in_flight: deque[concurrent.futures.Future[list[T]]] = deque()
         try:
             while True:
                 while len(in_flight) < 2 * workers:
                     chunk = list(islice(source, chunk_size))
                     if not chunk:
                         break
-                    in_flight.append(pool.submit(_repair_chunk, chunk))
+                    in_flight.append(pool.submit(_run_chunk, chunk))
                 if not in_flight:
                     return
                 yield from in_flight.popleft().result()
