@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import multiprocessing
 import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from itertools import islice
 from typing import Any, TypeVar
 
@@ -17,6 +19,8 @@ from kgot_errors.repair._schema import load_schema
 __all__ = ["map_in_order", "repair_many"]
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 _worker: dict[str, Any] = {}
 
@@ -84,19 +88,31 @@ def map_in_order(fn: Callable[[Any, dict[str, Any]], T], items: Iterable[Any], o
 
 def _pooled(fn: Callable[[Any, dict[str, Any]], T], source: Iterator[Any], options: dict[str, Any], workers: int,
             chunk_size: int) -> Iterator[T]:
+    """A worker that dies (killed, out of memory) costs speed, not results: what it held, and the rest, is done
+    here, in this process."""
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start_worker,
                                                 initargs=(fn, options)) as pool:
-        in_flight: deque[concurrent.futures.Future[list[T]]] = deque()
+        in_flight: deque[tuple[list[Any], concurrent.futures.Future[list[T]]]] = deque()
         try:
             while True:
                 while len(in_flight) < 2 * workers:
                     chunk = list(islice(source, chunk_size))
                     if not chunk:
                         break
-                    in_flight.append(pool.submit(_run_chunk, chunk))
+                    in_flight.append((chunk, pool.submit(_run_chunk, chunk)))
                 if not in_flight:
                     return
-                yield from in_flight.popleft().result()
+                chunk, future = in_flight[0]
+                try:
+                    done = future.result()
+                except BrokenProcessPool:
+                    logger.warning("a worker process died: the rest of the batch runs in this process")
+                    break
+                in_flight.popleft()
+                yield from done
         finally:
-            for future in in_flight:
+            for _, future in in_flight:
                 future.cancel()
+    for chunk, _ in in_flight:
+        yield from (fn(item, options) for item in chunk)
+    yield from (fn(item, options) for item in source)

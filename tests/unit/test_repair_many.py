@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -12,6 +13,14 @@ import pytest
 from kgot_errors.repair import repair_json, repair_many
 
 CORPUS = Path(__file__).resolve().parents[2] / "bench" / "corpus" / "json_public.jsonl"
+
+
+def _square_or_die(item, options):
+    if item == "die":
+        if os.getpid() != options["parent"]:
+            os._exit(9)  # a worker killed mid-chunk
+        return 40 * 40  # done again here, in the parent
+    return item * item
 
 
 def _texts() -> list[str]:
@@ -68,3 +77,12 @@ def test_workers_start_clean_when_this_process_runs_other_threads():
 def test_nonsense_counts_are_refused(bad):
     with pytest.raises(ValueError):
         list(repair_many(["{}"], **bad))
+
+
+def test_a_worker_that_dies_costs_speed_not_results(caplog):
+    from kgot_errors.repair._batch import map_in_order
+
+    items = [*range(40), "die", *range(41, 200)]
+    got = list(map_in_order(_square_or_die, items, {"parent": os.getpid()}, workers=2, chunk_size=8))
+    assert got == [i * i for i in range(200)]
+    assert "a worker process died" in caplog.text
