@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kgot_errors.errors import CheckpointError, KgotError
-from kgot_errors.runtime.checkpoint import open_checkpointer
+from kgot_errors.graph.recover import DEFAULT
 from kgot_errors.runtime.context import RecoveryContext
 from kgot_errors.runtime.settings import Settings, load_settings
 from kgot_errors.state import RecoveryResult
@@ -31,15 +31,15 @@ async def _unfinished(graph: Any, saver: Any) -> list[str]:
     return found
 
 
-async def aunfinished(*, checkpointer: Any = "default", settings: Settings | None = None) -> list[str]:
+async def aunfinished(*, checkpointer: Any = DEFAULT, settings: Settings | None = None) -> list[str]:
     """The ids of the threads in the store that a crash (or a stopped batch) left unfinished.
 
     Threads paused for a person are not among them (see `pending`); finished ones neither.
     """
-    from kgot_errors.graph.recover import _graph, _store
+    from kgot_errors.graph.recover import _graph, _open
 
     settings = settings or load_settings()
-    async with open_checkpointer(_store(checkpointer, settings), settings.checkpoints) as saver:
+    async with _open(checkpointer, settings) as saver:
         if saver is None:
             return []
         return await _unfinished(_graph(saver), saver)
@@ -47,7 +47,7 @@ async def aunfinished(*, checkpointer: Any = "default", settings: Settings | Non
 
 async def aresume_unfinished(
     *,
-    checkpointer: Any = "default",
+    checkpointer: Any = DEFAULT,
     settings: Settings | None = None,
     model: Any = None,
     sandbox: Any = None,
@@ -65,13 +65,13 @@ async def aresume_unfinished(
     `on_result(thread_id, result)` is called as each one ends. Pass the operations the threads
     re-run, as for `resume`.
     """
-    from kgot_errors.graph.recover import _failed_to_start, _runtime, _store, aresume
+    from kgot_errors.graph.recover import _failed_to_start, _open, _runtime, aresume
 
     if max_concurrency < 1:
         raise ValueError("max_concurrency must be at least 1")
     ctx = _runtime(settings, model, sandbox, operations, runtime_context)
     results: dict[str, RecoveryResult] = {}
-    async with open_checkpointer(_store(checkpointer, ctx.settings), ctx.settings.checkpoints) as saver:
+    async with _open(checkpointer, ctx.settings) as saver:
         if saver is None:
             return results
         from kgot_errors.graph.recover import _graph

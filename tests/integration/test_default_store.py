@@ -50,6 +50,10 @@ def test_the_default_store_is_opened_once_for_many_recoveries_on_every_loop(data
     assert all(r.recovered for r in results) and len({r.thread_id for r in results}) == 8
     assert [h["finished"] for h in map(history, [r.thread_id for r in results])] == [True] * 8
     assert opened == [data_dir / "recoveries.sqlite"]
+    from kgot_errors import resume_unfinished, unfinished
+
+    assert unfinished() == [] and resume_unfinished() == {}  # the operator's calls use the same open store
+    assert opened == [data_dir / "recoveries.sqlite"]
 
 
 def test_a_checkpointer_passed_in_is_still_opened_per_call(tmp_path, monkeypatch):
