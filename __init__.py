@@ -9,8 +9,9 @@ Public names load lazily, so importing the package costs little beyond LangGraph
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from kgot_errors._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -77,14 +78,4 @@ if TYPE_CHECKING:
     from kgot_errors.state import Attempt, ErrorKind, Incident, Layer, RecoveryResult, Verdict
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'kgot_errors' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -10,8 +10,9 @@ Names load lazily: importing this package imports neither prometheus_client nor 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from kgot_errors._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "Statistics": "kgot_errors.observability.statistics",
@@ -48,14 +49,4 @@ if TYPE_CHECKING:
     from kgot_errors.observability.tracing import layer_node
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'kgot_errors.observability' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

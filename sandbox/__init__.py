@@ -5,8 +5,9 @@ Names load lazily: importing this package (or its `_cli`, to register the `run` 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from kgot_errors._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "Backend": "kgot_errors.sandbox._protocol",
@@ -30,14 +31,4 @@ if TYPE_CHECKING:
     from kgot_errors.sandbox._sandbox import Sandbox, get_sandbox
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'kgot_errors.sandbox' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
