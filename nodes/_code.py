@@ -44,7 +44,9 @@ def syntax_error(code: str) -> str | None:
     except SyntaxError as exc:
         where = f" (line {exc.lineno})" if exc.lineno else ""
         return f"SyntaxError: {exc.msg}{where}"
-    except (ValueError, RecursionError, MemoryError) as exc:  # NUL bytes, absurd nesting
+    except ValueError as exc:  # NUL bytes: a SyntaxError from 3.11.4 on, a ValueError before
+        return f"SyntaxError: {exc}"
+    except (RecursionError, MemoryError) as exc:  # absurd nesting
         return f"{type(exc).__name__}: {exc}"
     return None
 

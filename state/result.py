@@ -62,7 +62,7 @@ class RecoveryResult(BaseModel):
         before any layer, so nothing is parsed, run or stored."""
         return cls(recovered=False, kind=ErrorKind.SYNTAX, outcome="not_recovered", attempts=[],
                    summary=f"not recovered (syntax): {described} holds more than max_content_chars ({limit:,}) "
-                           "characters; it was neither parsed nor stored")
+                           "characters, the size limit; it was neither parsed nor stored")
 
     @classmethod
     def from_data(cls, data: dict[str, Any], *, thread_id: str | None = None) -> RecoveryResult:
