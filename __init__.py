@@ -9,9 +9,9 @@ Public names load lazily, so importing the package costs little beyond LangGraph
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from kgot_errors._lazy import lazy_exports
+import importlib
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -78,4 +78,23 @@ if TYPE_CHECKING:
     from kgot_errors.state import Attempt, ErrorKind, Incident, Layer, RecoveryResult, Verdict
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+def _lazy_exports(package: str, exports: Mapping[str, str],
+                 namespace: dict[str, Any]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """Module `__getattr__` and `__dir__` for `package`: `exports` maps a public name to the module that defines
+    it, imported on first use (then kept in `namespace`, the package's globals)."""
+
+    def __getattr__(name: str) -> Any:
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        namespace[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return list(namespace["__all__"])
+
+    return __getattr__, __dir__
+
+
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS, globals())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kgot_errors._lazy import lazy_exports
+from kgot_errors import _lazy_exports
 
 _EXPORTS = {
     "guard": "kgot_errors.integration._guard",
@@ -24,4 +24,4 @@ if TYPE_CHECKING:
     from kgot_errors.integration._guard import guard
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS, globals())

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kgot_errors._lazy import lazy_exports
+from kgot_errors import _lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "Statistics": "kgot_errors.observability.statistics",
@@ -49,4 +49,4 @@ if TYPE_CHECKING:
     from kgot_errors.observability.tracing import layer_node
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS, globals())

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kgot_errors._lazy import lazy_exports
+from kgot_errors import _lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "repair_json": "kgot_errors.repair._api",
@@ -72,4 +72,4 @@ if TYPE_CHECKING:
     from kgot_errors.repair._unicode import fix_text, fix_value_text
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS, globals())

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kgot_errors._lazy import lazy_exports
+from kgot_errors import _lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "Backend": "kgot_errors.sandbox._protocol",
@@ -31,4 +31,4 @@ if TYPE_CHECKING:
     from kgot_errors.sandbox._sandbox import Sandbox, get_sandbox
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS, globals())
