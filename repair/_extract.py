@@ -59,6 +59,8 @@ class _Segment:
     tier: int = 1  # 0: only consulted when nothing else yields a value (thoughts)
     variant: bool = False  # an alternative reading of the text (unescaped), not a part of it
     framed: bool = False  # the contents of a fence or an answer tag: meant to be the answer
+    within: tuple[int, int] | None = None  # where a fence's contents lie in the text
+    closed: bool = False  # a fence with its closing line and no fence line inside
 
     @functools.cached_property
     def plain(self) -> bool:
@@ -83,7 +85,9 @@ def _segments(text: str) -> list[_Segment]:
         segments.append(_Segment(m.group(2), f"<{m.group(1).lower()}> block", 4, framed=True))
     for m in _FENCE.finditer(body):
         lang = m.group(2).lower()
-        segments.append(_Segment(m.group(3), f"```{lang} block", 1 if lang in _CODE_LANGS else 3, framed=True))
+        closed = m.end(3) < m.end() and not _FENCE_LINE.search(m.group(3))
+        segments.append(_Segment(m.group(3), f"```{lang} block", 1 if lang in _CODE_LANGS else 3, framed=True,
+                                 within=m.span(3), closed=closed))
     if _HTML_ENTITY.search(body):
         segments.append(_Segment(html.unescape(body), "HTML-unescaped text", 2, variant=True))
     if _ESCAPED_QUOTES.search(body):
@@ -301,12 +305,13 @@ _FOOTNOTE = re.compile(r"\[\s*[^\]\[\"'\s,]{1,24}\s*\]")
 _FENCE_LINE = re.compile(r"(?m)^[ \t]*(?:`{3,}|~{3,})[\w+\-.]*[ \t]*$")
 
 
-def _collect(pool: _Pool, seg: _Segment, fenced: bool = False) -> None:
+def _collect(pool: _Pool, seg: _Segment, fenced: bool = False, skip: tuple[tuple[int, int], ...] = ()) -> None:
     """Add the values found in a segment. With `fenced`, spans crossing a fence line are
-    left out (the fenced blocks are segments of their own)."""
+    left out (the fenced blocks are segments of their own); values starting inside a `skip`
+    span are not read (a JSON fence's contents, which its own segment reads, ranked higher)."""
     s = seg.text
     covered = -1
-    starts = _starts(s)
+    starts = [p for p in _starts(s) if not any(a <= p < b for a, b in skip)] if skip else _starts(s)
     limit = MAX_STARTS if len(s) <= SCAN_MAX_CHARS else 3
     productive = 0
     for n, start in enumerate(starts[:MAX_ATTEMPTS]):
@@ -376,11 +381,12 @@ def _add_read(pool: _Pool, s: str, read: _Read, seg: _Segment) -> None:
 def _candidates(text: str, schema: dict[str, Any] | bool | None, *, text_fixes: bool = True) -> _Pool:
     pool = _Pool(schema, text, text_fixes)
     segments = _segments(text)
-    fenced = any(seg.label.startswith("```") for seg in segments)
+    fenced = any(seg.within for seg in segments)
+    json_fences = tuple(seg.within for seg in segments if seg.closed and seg.rank > 2)
     for seg in segments:
         if seg.tier == 0 and any(c.tier == 1 for c in pool.items):
             break
-        _collect(pool, seg, fenced and not seg.label.startswith("```"))
+        _collect(pool, seg, fenced and not seg.within, json_fences if seg is segments[0] else ())
     if not pool.items and (_CONTAINER_OPEN.search(text) or text.lstrip()[:1] in QUOTES):
         seg = _Segment(text, "the whole text (json_repair)", 0, tier=0)
         pool.add_repaired(text, text, (), seg)

@@ -67,6 +67,31 @@ def test_valid_input_comes_back_byte_for_byte_from_unicode_fix() -> None:
     assert (result.verdict, result.text, result.layer, result.steps) == ("recovered", text, "unicode_fix", ())
 
 
+def test_a_closed_json_fence_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The text around a closed ```json fence leaves its contents to the fence's own segment (ranked higher):
+    the normaliser reads the fenced object once, not once as part of the text and again as the fence."""
+    import importlib
+
+    extract = importlib.import_module("kgot_errors.repair._extract")
+    body = "{\n  'a': 1,\n  'b': [1, 2,],\n}"
+    text = f"Here it is:\n```json\n{body}\n```\nAnything else?"
+    reads: list[str] = []
+    real = extract._read_stream
+
+    def counted(s: str, start: int) -> Any:
+        reads.append(s[start:start + len(body)])
+        return real(s, start)
+
+    monkeypatch.setattr(extract, "_read_stream", counted)
+    result = repair_json(text)
+    assert (result.verdict, result.value) == ("recovered", {"a": 1, "b": [1, 2]})
+    assert result.steps[0] == "extracted from ```json block"
+    assert reads.count(body) == 1, reads
+    reads.clear()  # a fence holding a stray fence line is read both ways, as before
+    assert repair_json(f"Here:\n```json\n{body}\n```js\n[3]\n```").verdict == "recovered"
+    assert reads.count(body) == 2, reads
+
+
 def test_the_policy_decides_what_a_change_is_worth() -> None:
     assert repair_json('{"a": [1, 2', policy={"truncated": "accept"}).verdict == "recovered"
     refused = repair_json('{"a": [1, 2', policy={"truncated": "refuse"})
