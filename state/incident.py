@@ -168,7 +168,7 @@ class Incident(BaseModel):
             "error_type": mro[0],
             "error_mro": mro,
             "message": _safe(lambda: str(exc), "") or type(exc).__name__,
-            "traceback": _safe(lambda: "".join(tb.format_exception(exc))[-_MAX_TRACEBACK_CHARS:], None),
+            "traceback": _safe(lambda: _traceback_text(exc)[-_MAX_TRACEBACK_CHARS:], None),
             "status_code": _status_code(exc),
             "retry_after": _retry_after(exc),
             "content": content if content is not None else _exception_content(exc),
@@ -179,6 +179,23 @@ class Incident(BaseModel):
 
     def to_data(self) -> IncidentData:
         return self.model_dump(mode="json")  # type: ignore[return-value]
+
+
+def _traceback_text(exc: BaseException) -> str:
+    """The exception's traceback as Python prints it, without the `^^^^` column markers: locating them
+    parses every frame's line again (half the cost of recording an incident), and a reader of the
+    record, person or model, has the line itself."""
+    top = tb.TracebackException.from_exception(exc)
+    todo, seen = [top], set()
+    while todo:
+        part = todo.pop()
+        if part is None or id(part) in seen:
+            continue
+        seen.add(id(part))
+        for frame in part.stack:
+            frame.colno = frame.end_colno = None
+        todo += [part.__cause__, part.__context__, *(getattr(part, "exceptions", None) or ())]
+    return "".join(top.format())
 
 
 def _safe(read: Any, default: Any) -> Any:

@@ -28,6 +28,24 @@ def test_from_exception_captures_type_mro_message_traceback_and_doc():
     assert inc.content == '{"a": }'  # JSONDecodeError.doc is the failing text
 
 
+def test_the_traceback_keeps_every_frame_and_cause_without_column_markers():
+    def inner():
+        return json.loads('{"a": }')
+
+    try:
+        try:
+            inner()
+        except json.JSONDecodeError as cause:
+            raise RuntimeError("wrapped") from cause
+    except RuntimeError as exc:
+        inc = Incident.from_exception(exc)
+    text = inc.traceback
+    assert "return json.loads('{\"a\": }')" in text  # the source line of the frame that failed
+    assert "The above exception was the direct cause" in text and "RuntimeError: wrapped" in text
+    assert "JSONDecodeError: Expecting value" in text
+    assert not [line for line in text.splitlines() if set(line.strip()) <= {"^", "~"} and line.strip()]
+
+
 def test_from_exception_takes_status_and_retry_after_from_the_response():
     resp = httpx.Response(429, headers={"Retry-After": "7"}, request=REQ)
     inc = Incident.from_exception(openai.RateLimitError("slow down", response=resp, body=None))
