@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import threading
 import logging
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -44,6 +45,10 @@ DEFAULT: Any = "default"
 """`checkpointer=DEFAULT`: the settings' store (KGOT_CHECKPOINT_URL, else SQLite under the data dir)."""
 
 _compiled: Any = None
+_views: OrderedDict[tuple[Any, ...], tuple[Any, Any]] = OrderedDict()
+"""(store id, cache scope) -> (store, compiled graph): the copies runs share (a copy costs a tenth of a recovery)."""
+_VIEWS = 16
+_views_lock = threading.Lock()
 
 
 def _graph(checkpointer: Any, ctx: RecoveryContext | None = None) -> Any:
@@ -60,12 +65,27 @@ def _graph(checkpointer: Any, ctx: RecoveryContext | None = None) -> Any:
         from kgot_errors.graph.builder import build_graph
 
         _compiled = build_graph(cache=InMemoryCache())
-    update: dict[str, Any] = {} if checkpointer is None else {"checkpointer": checkpointer}
+    scope = None
     if ctx is not None:
         syntax = ctx.settings.syntax_error_management
-        update["cache"] = _compiled.cache.scoped(scope=model_identity(ctx.model), ttl=syntax.correction_cache_ttl,
-                                                 enabled=syntax.cache_corrections)
-    return _compiled.copy(update=update) if update else _compiled
+        scope = (model_identity(ctx.model), syntax.correction_cache_ttl, syntax.cache_corrections)
+    if checkpointer is None and scope is None:
+        return _compiled
+    key = (id(checkpointer), scope)
+    with _views_lock:
+        hit = _views.get(key)
+        if hit is not None and hit[0] is checkpointer:
+            _views.move_to_end(key)
+            return hit[1]
+    update: dict[str, Any] = {} if checkpointer is None else {"checkpointer": checkpointer}
+    if scope is not None:
+        update["cache"] = _compiled.cache.scoped(scope=scope[0], ttl=scope[1], enabled=scope[2])
+    view = _compiled.copy(update=update)
+    with _views_lock:  # the store is held with its graph, so its id is not reused while cached
+        _views[key] = (checkpointer, view)
+        if len(_views) > _VIEWS:
+            _views.popitem(last=False)
+    return view
 
 
 _loop: asyncio.AbstractEventLoop | None = None

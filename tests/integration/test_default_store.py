@@ -56,6 +56,27 @@ def test_the_default_store_is_opened_once_for_many_recoveries_on_every_loop(data
     assert opened == [data_dir / "recoveries.sqlite"]
 
 
+def test_runs_share_one_graph_copy_per_store_and_model_scope(data_dir):
+    """The compiled graph is copied once per (store, model scope), not per recovery."""
+    import importlib
+
+    from kgot_errors.runtime.context import RecoveryContext
+
+    recover_module = importlib.import_module("kgot_errors.graph.recover")
+    settings = load_settings()
+    ctx = RecoveryContext(settings=settings, model=None, sandbox=None, operations={})
+    first = recover_module._graph(None, ctx)
+    assert recover_module._graph(None, ctx) is first
+    off = load_settings(environ={"KGOT_SYNTAX_ERROR_MANAGEMENT__CACHE_CORRECTIONS": "false"})
+    other = RecoveryContext(settings=off, model=None, sandbox=None, operations={})
+    assert recover_module._graph(None, other) is not first
+    assert recover_module._graph(None, other).cache.enabled is False
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    store = InMemorySaver()
+    assert recover_module._graph(store, ctx) is not first and recover_module._graph(store, ctx).checkpointer is store
+
+
 def test_a_checkpointer_passed_in_is_still_opened_per_call(tmp_path, monkeypatch):
     opened = _counting_opens(monkeypatch)
     path = str(tmp_path / "mine.sqlite")
