@@ -86,6 +86,17 @@ def map_in_order(fn: Callable[[Any, dict[str, Any]], T], items: Iterable[Any], o
     return _pooled(fn, iter(items), options, workers, chunk_size)
 
 
+def _submit(pool: concurrent.futures.ProcessPoolExecutor, chunk: list[Any]) -> concurrent.futures.Future[Any]:
+    """The chunk's future; a pool broken before the chunk went out gives a future that failed the same way, so
+    the chunk is kept and done in this process like those the dead worker held."""
+    try:
+        return pool.submit(_run_chunk, chunk)
+    except BrokenProcessPool as broken:
+        failed: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        failed.set_exception(broken)
+        return failed
+
+
 def _pooled(fn: Callable[[Any, dict[str, Any]], T], source: Iterator[Any], options: dict[str, Any], workers: int,
             chunk_size: int) -> Iterator[T]:
     """A worker that dies (killed, out of memory) costs speed, not results: what it held, and the rest, is done
@@ -99,7 +110,7 @@ def _pooled(fn: Callable[[Any, dict[str, Any]], T], source: Iterator[Any], optio
                     chunk = list(islice(source, chunk_size))
                     if not chunk:
                         break
-                    in_flight.append((chunk, pool.submit(_run_chunk, chunk)))
+                    in_flight.append((chunk, _submit(pool, chunk)))
                 if not in_flight:
                     return
                 chunk, future = in_flight[0]

@@ -86,3 +86,19 @@ def test_a_worker_that_dies_costs_speed_not_results(caplog):
     got = list(map_in_order(_square_or_die, items, {"parent": os.getpid()}, workers=2, chunk_size=8))
     assert got == [i * i for i in range(200)]
     assert "a worker process died" in caplog.text
+
+
+def test_a_pool_that_broke_before_a_chunk_went_out_keeps_that_chunk(caplog):
+    """The pool breaks while the source is still being read: the next submit is refused, and its chunk is done here."""
+    import time
+
+    from kgot_errors.repair._batch import map_in_order
+
+    def items():
+        yield "die"
+        time.sleep(1.5)  # the worker holding "die" is dead and the pool broken by the time the next chunk is read
+        yield from range(41, 60)
+
+    got = list(map_in_order(_square_or_die, items(), {"parent": os.getpid()}, workers=2, chunk_size=1))
+    assert got == [40 * 40, *(i * i for i in range(41, 60))]
+    assert "a worker process died" in caplog.text
