@@ -682,24 +682,32 @@ def _repair_many(args: argparse.Namespace, schema: Any, settings: Any, operation
 
 def _repair_in_workers(incidents: list[Any], skip: dict[int, Any], settings: Any,
                        workers: int) -> Iterator[tuple[int, Any]]:
-    """(index, result) for the JSON incidents the deterministic layers settle, repaired on `workers` processes
-    (each reads, classifies and repairs its lines); the graph gives the same verdict for these, so only what they
-    cannot fix goes on to it."""
+    """(index, result) for the JSON incidents repaired on `workers` processes (each reads, classifies and repairs
+    its lines). What the deterministic layers settle needs no graph (it gives the same verdict); with no model
+    configured, what they cannot fix costs only CPU in the graph too, so the worker runs it there. The rest (other
+    kinds of incident, or model calls, which one event loop here runs concurrently) goes on to the main process."""
     from kgot_errors.repair._batch import map_in_order
 
     syntax = settings.syntax_error_management
-    options = {"policy": dict(syntax.changes), "max_chars": syntax.max_content_chars, "max_depth": syntax.max_depth}
+    options = {"policy": dict(syntax.changes), "max_chars": syntax.max_content_chars, "max_depth": syntax.max_depth,
+               "settings": settings}
     chosen = [(i, data) for i, data in enumerate(incidents) if i not in skip and data is not None]
     for (index, _), settled in zip(chosen, map_in_order(_settle, (d for _, d in chosen), options, workers=workers)):
-        if settled is not None:
+        if isinstance(settled, dict):
+            from kgot_errors.state import RecoveryResult
+
+            yield index, RecoveryResult.from_data(settled)
+        elif settled is not None:
             yield index, _PureResult(*settled)
 
 
-def _settle(data: dict[str, Any], options: dict[str, Any]) -> tuple[Any, str] | None:
-    """(repair_json's result, the kind) for a JSON incident the deterministic layers fix, else None (in a worker)."""
+def _settle(data: dict[str, Any], options: dict[str, Any]) -> tuple[Any, str] | dict[str, Any] | None:
+    """(repair_json's result, the kind) for a JSON incident the deterministic layers fix; the graph's result as data
+    for one they cannot fix, when no model is configured; else None, for the main process (in a worker)."""
     from kgot_errors.errors import KgotError
     from kgot_errors.repair import repair_json
     from kgot_errors.repair._classify import classify_incident
+    from kgot_errors.runtime.model import make_model
     from kgot_errors.state import ContentKind, ErrorKind, Incident
 
     if data.get("operation"):
@@ -712,8 +720,19 @@ def _settle(data: dict[str, Any], options: dict[str, Any]) -> tuple[Any, str] | 
     if incident.content is None or found.content_kind is not ContentKind.JSON or \
             found.kind not in (ErrorKind.SYNTAX, ErrorKind.SCHEMA):
         return None
-    repaired = repair_json(incident.content, incident.output_schema, **options)
-    return (repaired, str(found.kind)) if repaired.ok else None
+    settings = options["settings"]
+    repaired = repair_json(incident.content, incident.output_schema, policy=options["policy"],
+                           max_chars=options["max_chars"], max_depth=options["max_depth"])
+    if repaired.ok:
+        return repaired, str(found.kind)
+    if settings.error_recovery.escalate_to_human or make_model(settings) is not None:
+        return None
+    from kgot_errors.graph.recover import recover
+
+    try:
+        return recover(incident, checkpointer=None, settings=settings).to_data()
+    except KgotError:
+        return None
 
 
 class _InOrder:
