@@ -198,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--workers", type=_count(1), default=1, metavar="N",
                     help="with --no-checkpoint and several inputs: processes that run the deterministic repair of "
                          "JSON incidents side by side (e.g. one per core); what they cannot fix goes on through the "
-                         "graph here. Output order stays the input's (default 1)")
+                         "graph, there too when no model is configured. Output order stays the input's (default 1)")
     rp.add_argument("--schema", metavar="FILE", help="JSON Schema file the repaired value must fit")
     rp.add_argument("--kind", choices=["json", "python"], help="content kind (default: guessed; .py files are python)")
     rp.add_argument("--context", default="", help="what the output was for (helps the LLM layers)")

@@ -12,8 +12,9 @@
 - corpus: every case of bench/corpus/json_public.jsonl, each timed interleaved against json_repair
   (with a compiled validator where the case has a schema); the p50/p90 of the per-case times and of
   the per-case ratios.
-- cli: `kgot-errors repair FILE --schema S --no-checkpoint` against `python -m json_repair FILE --schema S`
-  on examples/broken_output.txt: wall time (median) and peak RSS (max) of each process, interleaved.
+- cli: `kgot-errors repair FILE --schema S --no-checkpoint`, and the same with the default store (a SQLite file
+  in a fresh XDG_DATA_HOME), against `python -m json_repair FILE --schema S` on examples/broken_output.txt: wall
+  time (median) and peak RSS (max) of each process, interleaved.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -168,8 +170,10 @@ def _run(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, flo
 def cli(runs: int, before: str | None = None) -> dict[str, Any]:
     kgot = Path(sys.executable).with_name("kgot-errors")
     repair = ["repair", str(EXAMPLE), "--schema", str(EXAMPLE_SCHEMA), "--no-checkpoint"]
+    store = tempfile.mkdtemp(prefix="kgot-bench-store-")  # the default store's file lives under XDG_DATA_HOME
     commands: dict[str, tuple[list[str], dict[str, str] | None]] = {
         "kgot-errors repair --no-checkpoint": ([str(kgot), *repair], None),
+        "kgot-errors repair (default store)": ([str(kgot), *repair[:-1]], {**os.environ, "XDG_DATA_HOME": store}),
         "python -m json_repair --schema": ([sys.executable, "-m", "json_repair", str(EXAMPLE), "--schema",
                                             str(EXAMPLE_SCHEMA)], None),
     }
