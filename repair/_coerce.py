@@ -9,7 +9,7 @@ import regex
 
 from kgot_errors.repair._outcome import Change, change
 from kgot_errors.repair._schema import fits as _fits
-from kgot_errors.repair._schema import safe_search
+from kgot_errors.repair._schema import pattern_budget, safe_search
 
 __all__ = ["coerce_to_schema"]
 
@@ -266,5 +266,6 @@ def coerce_to_schema(value: Any, schema: dict[str, Any] | bool | None) -> tuple[
     if schema is None or isinstance(schema, bool) or _fits(value, schema, schema):
         return value, []
     coercer = _Coercer(schema)
-    return coercer.coerce(value, schema, "$"), coercer.steps
+    with pattern_budget():
+        return coercer.coerce(value, schema, "$"), coercer.steps
 

@@ -13,7 +13,7 @@ from kgot_errors.errors import InvalidSchema
 from kgot_errors.repair._drift import _noisy_text, noise
 from kgot_errors.repair._extract import _candidates, _decode_embedded
 from kgot_errors.repair._outcome import DEGRADE, REFUSE, Outcome, disposition
-from kgot_errors.repair._schema import load_schema, schema_errors
+from kgot_errors.repair._schema import load_schema, pattern_budget, schema_errors
 from kgot_errors.repair._strict import (
     DEFAULT_MAX_CHARS,
     DEFAULT_MAX_DEPTH,
@@ -85,7 +85,8 @@ def _bounded(layer: Any) -> Any:
     @functools.wraps(layer)
     def run(text: str, schema: Any = None, **kwargs: Any) -> Outcome:
         try:
-            return layer(text, schema, **kwargs)
+            with pattern_budget():  # one deadline for all of this layer's pattern searches
+                return layer(text, schema, **kwargs)
         except InvalidSchema as exc:
             return Outcome(False, reason=str(exc))
         except Exception as exc:  # noqa: BLE001 - a bug here must not take the caller's recovery down

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
+import time
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import jsonschema
@@ -19,11 +22,14 @@ from referencing import Registry
 
 from kgot_errors.errors import InvalidSchema, SchemaTimeout
 
-__all__ = ["fits", "load_schema", "safe_search", "schema_errors", "validator_class"]
+__all__ = ["fits", "load_schema", "pattern_budget", "safe_search", "schema_errors", "validator_class"]
 
 MAX_ERRORS = 10
 PATTERN_TIMEOUT_S = 0.1
 """Longest a schema `pattern` may take on one string before the schema counts as unsafe to evaluate."""
+PATTERN_BUDGET_S = 1.0
+"""Longest all pattern searches together may take within one pattern_budget() scope (a validation, a layer's
+repair): many strings each just under PATTERN_TIMEOUT_S must not add up to an unbounded run."""
 _DRAFT7_IDIOMS = ("dependencies", "definitions", "additionalItems")
 
 
@@ -34,25 +40,48 @@ _DRAFT7_IDIOMS = ("dependencies", "definitions", "additionalItems")
 
 _UNSAFE: set[str] = set()
 """Patterns that once ran past their deadline: refused at once afterwards (a batch pays for one, not each)."""
+_DEADLINE: ContextVar[float | None] = ContextVar("kgot_errors_pattern_deadline", default=None)
+
+
+@contextlib.contextmanager
+def pattern_budget() -> Iterator[None]:
+    """Pattern searches inside share one deadline, PATTERN_BUDGET_S from the outermost scope's start (an inner
+    scope adds no time)."""
+    if _DEADLINE.get() is not None:
+        yield
+        return
+    token = _DEADLINE.set(time.monotonic() + PATTERN_BUDGET_S)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
 
 
 def safe_search(pattern: str, text: str) -> bool:
-    """`pattern` searched in `text` under a deadline (the `regex` engine); SchemaTimeout past it, and at once
-    for a pattern that ran past it before."""
-    try:
-        if pattern in _UNSAFE:
-            raise TimeoutError
-        return regex.search(pattern, text, timeout=PATTERN_TIMEOUT_S) is not None
-    except TimeoutError:
+    """`pattern` searched in `text` under a deadline (the `regex` engine): PATTERN_TIMEOUT_S, or what is left of
+    the enclosing pattern_budget() if less. SchemaTimeout past it, and at once for a pattern that ran past it before
+    (the pattern that used up a budget counts as that one)."""
+    deadline = _DEADLINE.get()
+    left = PATTERN_TIMEOUT_S if deadline is None else min(PATTERN_TIMEOUT_S, deadline - time.monotonic())
+    if pattern in _UNSAFE:
+        why = f"the schema's pattern {pattern[:80]!r} ran past its deadline before"
+    else:
+        try:
+            if left > 0:
+                return regex.search(pattern, text, timeout=left) is not None
+        except TimeoutError:
+            pass
+        except regex.error as exc:
+            raise InvalidSchema(f"the schema's pattern {pattern[:80]!r} is not a regular expression: {exc}") from None
         if len(_UNSAFE) > 1024:
             _UNSAFE.clear()
         _UNSAFE.add(pattern)
-        raise SchemaTimeout(
-            f"the schema's pattern {pattern[:80]!r} took over {PATTERN_TIMEOUT_S} s on a {len(text):,}-character "
-            "string: it cannot be evaluated safely (rewrite it without nested quantifiers)", pattern=pattern
-        ) from None
-    except regex.error as exc:
-        raise InvalidSchema(f"the schema's pattern {pattern[:80]!r} is not a regular expression: {exc}") from None
+        why = (f"the schema's pattern {pattern[:80]!r} took over {PATTERN_TIMEOUT_S} s on a {len(text):,}-character "
+               "string" if left >= PATTERN_TIMEOUT_S else
+               f"the schema's patterns took over {PATTERN_BUDGET_S} s together on this value (the last: "
+               f"{pattern[:80]!r})")
+    raise SchemaTimeout(f"{why}: it cannot be evaluated safely (rewrite it without nested quantifiers)",
+                        pattern=pattern)
 
 
 _NAME_MAPS = frozenset({"properties", "$defs", "definitions", "dependentSchemas", "dependencies"})
@@ -348,7 +377,8 @@ def schema_errors(value: Any, schema: dict[str, Any] | bool | None, *, limit: in
     if schema is False:
         return ["$: the schema `false` accepts no value"]
     try:
-        errors = sorted(_validator(schema).iter_errors(value), key=lambda e: (len(e.absolute_path), e.json_path))
+        with pattern_budget():
+            errors = sorted(_validator(schema).iter_errors(value), key=lambda e: (len(e.absolute_path), e.json_path))
     except referencing.exceptions.Unresolvable as exc:
         raise InvalidSchema(f"a $ref cannot be resolved inside the schema: {exc}") from None
     except RecursionError:
@@ -362,5 +392,7 @@ def fits(value: Any, schema: Any, root: dict[str, Any]) -> bool:
     if schema is False:
         return False
     validator = _validator(root)
-    return bool(validator.evolve(schema=schema).is_valid(value)) if schema is not root else validator.is_valid(value)
+    with pattern_budget():
+        return bool(validator.evolve(schema=schema).is_valid(value)) if schema is not root else \
+            validator.is_valid(value)
 

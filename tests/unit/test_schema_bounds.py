@@ -52,6 +52,38 @@ def test_a_batch_of_200_with_a_backtracking_pattern_ends_in_bounded_time() -> No
     assert all("cannot be evaluated safely" in r.summary for r in results)
 
 
+
+def _slow_string(pattern: str) -> tuple[str, float]:
+    """A string `pattern` backtracks on for 10-60 ms on this machine (under its 0.1 s deadline), and that time."""
+    import regex
+
+    for n in range(14, 40):
+        text = "a" * n + "!"
+        started = time.monotonic()
+        regex.search(pattern, text, timeout=5)
+        took = time.monotonic() - started
+        if took >= 0.01:
+            return text, took
+    raise AssertionError("no string backtracks for 10 ms")
+
+
+def test_many_strings_each_under_the_deadline_share_one_budget() -> None:
+    """Each string ends under the per-string deadline, but together they would run for many seconds: all of a
+    value's searches share one budget, and the pattern that used it up is refused at once afterwards."""
+    pattern = r"(a|aa)+$"
+    slow, took = _slow_string(pattern)
+    count = int(8.0 / took) + 1  # at least 8 s of searching, unbounded
+    schema = {"type": "array", "items": {"type": "string", "pattern": pattern}}
+    text = "[" + ", ".join(f'"{slow}"' for _ in range(count)) + "]"
+    started = time.monotonic()
+    out = unicode_layer(text, schema)
+    first = time.monotonic() - started
+    out2 = parser_layer(text, schema)
+    assert first < 2.5 and time.monotonic() - started < 4.0
+    assert not out.ok and "took over 1.0 s together on this value" in (out.reason or "")
+    assert not out2.ok and "cannot be evaluated safely" in (out2.reason or "")
+
+
 @pytest.fixture
 def listener():
     """A loopback HTTP server that counts every request it gets (it must get none)."""
