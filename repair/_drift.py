@@ -119,6 +119,43 @@ def _library_changes(source: str, value: Any) -> list[Change]:
     return changes
 
 
+#: A token of JSON-like text: a quoted string, a number, a literal, punctuation, a word of prose (the group), or
+#: another character (neither: `l` of a broken `nul}l`, `=`, `*`).
+_TOKEN = re.compile(r"""\s+|"(?:[^"\\\n]|\\.){0,400}"|'(?:[^'\\\n]|\\.){0,400}'|-?\d[\d.eE+-]*|"""
+                    r"""(?:true|false|null|True|False|None)\b|[{}\[\](),:]|([^\W\d_]{2,})|\S""")
+_AROUND = 2_000  # characters looked at on each side of a value
+
+
+def _data_run(tokens: list[re.Match[str]]) -> bool:
+    """True if these tokens, up to the first word of prose, hold data: a value (string, number, literal) next
+    to a separator, e.g. `"d": }` or `, "next": null`."""
+    seen_value = seen_separator = False
+    for m in tokens:
+        if m.group(1) is not None:
+            break
+        text = m.group()
+        if text in (",", ":"):
+            seen_separator = True
+        elif text[0] in "\"'-0123456789" or text in ("true", "false", "null", "True", "False", "None"):
+            seen_value = True
+        if seen_value and seen_separator:
+            return True
+    return False
+
+
+def left_out(text: str, start: int, end: int) -> list[Change]:
+    """A `removed` change when a value read from `text[start:end]` has JSON data right next to it: a member cut off
+    by a stray brace, the rest of the document it was carved from (`{"c": 1, "d": }1}` read as `1`). Prose between
+    the value and other data (`Note: ... {"key": value} as requested.`) ends the search: an answer's words are not
+    its data."""
+    before = list(_TOKEN.finditer(text, max(0, start - _AROUND), start)) if start > 0 else []
+    after = list(_TOKEN.finditer(text, end, end + _AROUND)) if end < len(text) else []
+    if not (_data_run(before[::-1]) or _data_run(after)):
+        return []
+    near = text[max(0, start - 40) : start].strip() or text[end : end + 40].strip()
+    return [change("removed", "$", f"left out data next to the value ({_short(near)})")]
+
+
 _COMMENT = re.compile(r"""//[^\n]*|/\*.*?(?:\*/|$)|(?<![\w"'])#[^\n"]*|\.{3}|\u2026|`{3,}[\w+\-.]*""", re.S)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import json_repair
 
 from kgot_errors.repair._coerce import coerce_to_schema
-from kgot_errors.repair._drift import MIN_COVERAGE, _edit_changes, _library_changes, coverage
+from kgot_errors.repair._drift import MIN_COVERAGE, _edit_changes, _library_changes, coverage, left_out
 from kgot_errors.repair._normalise import (
     _CONTINUED_OBJECT,
     _IDENT,
@@ -260,7 +260,8 @@ class _Pool:
             )
         )
 
-    def add_repaired(self, source: str, norm_text: str, edits: tuple[str, ...], seg: _Segment) -> None:
+    def add_repaired(self, source: str, norm_text: str, edits: tuple[str, ...], seg: _Segment,
+                     around: list[Change] | None = None) -> None:
         """json_repair on the normalised text and, if that differs and gave nothing the drift guard keeps, on the raw
         source; the drift guard picks."""
         tries = [(norm_text, edits)] + ([(source, ())] if norm_text != source else [])
@@ -282,7 +283,7 @@ class _Pool:
             self.drift.append(f"json_repair kept only {kept:.0%} of the words and numbers in {seg.label}")
             return
         self.add(value, steps, complete=False, seg=seg, span=len(source),
-                 changes=[*_edit_changes(edits), *_library_changes(source, value)])
+                 changes=[*_edit_changes(edits), *_library_changes(source, value), *(around or ())])
 
     def best(self, policy: dict[str, str] | None = None) -> _Candidate | None:
         """The candidate carrying the most data among readings of the text itself; an
@@ -334,14 +335,15 @@ def _collect(pool: _Pool, seg: _Segment, fenced: bool = False, skip: tuple[tuple
             if whole or not _FOOTNOTE.fullmatch(s[read.norm.start : read.norm.end].rstrip()):
                 _add_read(pool, s, read, seg)
         if head.complete and s[start] == "{" and _CONTINUED_OBJECT.match(s, head.end):
-            pool.add_repaired(s[start:], s[start:], (), seg)  # `{"a": 1}, "b": 2}`: closed too early
+            pool.add_repaired(s[start:], s[start:], (), seg, left_out(s, start, len(s)))  # `{"a": 1}, "b": 2}`
         values = _stream_values(reads) if len(reads) > 1 and _reaches_end(s, reads[-1].norm.end) else None
         if values is not None:
             edits = tuple(dict.fromkeys(e for r in reads for e in r.norm.edits))
             kept = [v for v in values if v not in ({}, [])] or values  # `{"a": 1}, []`: empties are noise
             if len(kept) > 1:
                 pool.add(kept, ("collected several JSON values into an array", *edits), complete=True, seg=seg,
-                         span=reads[-1].norm.end - start, changes=_edit_changes(edits))
+                         span=reads[-1].norm.end - start,
+                         changes=[*_edit_changes(edits), *left_out(s, start, reads[-1].norm.end)])
             covered = max(covered, reads[-1].norm.end)
 
 
@@ -365,17 +367,18 @@ def _stream_values(reads: list[_Read]) -> list[Any] | None:
 def _add_read(pool: _Pool, s: str, read: _Read, seg: _Segment) -> None:
     norm = read.norm
     span = norm.end - norm.start
+    around = left_out(s, norm.start, norm.end)
     if read.parsed:
-        pool.add(read.value, (), complete=True, seg=seg, span=span)
+        pool.add(read.value, (), complete=True, seg=seg, span=span, changes=around)
         return
     if norm.complete:
         try:
             pool.add(loads_strict(norm.text), norm.edits, complete=True, seg=seg, span=span,
-                     changes=_edit_changes(norm.edits))
+                     changes=[*_edit_changes(norm.edits), *around])
             return
         except ValueError:
             pass
-    pool.add_repaired(s[norm.start : norm.end], norm.text, norm.edits, seg)
+    pool.add_repaired(s[norm.start : norm.end], norm.text, norm.edits, seg, around)
 
 
 def _candidates(text: str, schema: dict[str, Any] | bool | None, *, text_fixes: bool = True) -> _Pool:

@@ -371,6 +371,12 @@ REFUSED = [
     ('The answer: "quarterly summary 2"', {"type": "integer"}, None),
     ('{"a": 1, "extra": "x"}', {"type": "object", "additionalProperties": False}, "removed"),
     ('{"n": 5}', {"type": "object", "properties": {"n": {"type": "array"}}}, "added"),
+    # A value carved out of a larger broken document: the data next to it is gone (found by fuzzing).
+    ('{"c": 1, "d": }1}', None, "added"),
+    ('{}"d": 1}', None, "removed"),
+    ('{"items": [{"id": 1}, {"id": 2}], "total": 2}}, "next": null}', None, "removed"),
+    ('{"d": "x", "c": {]"a": ["x", null]}, "a": {"b": ["y", null, 2, 1], "a": 2}}', None, "removed"),
+    ('[{"b": ["x",] 1]}, {"d": [null, "x"]}, 1, 2]', None, "removed"),
 ]
 
 
@@ -384,6 +390,13 @@ def test_parser_layer_refuses_repairs_that_invent_or_delete_data(text: str, sche
     lenient = parser_layer(text, schema, policy={"added": "degrade", "removed": "degrade"})
     if kind is not None:
         assert lenient.ok and lenient.degraded and lenient.changes
+
+
+def test_prose_around_an_answer_is_not_data_left_out() -> None:
+    """Words stand between the answer and a JSON example in the prose: the example is not the answer's data."""
+    text = 'Note that I used the format {"key": value} as requested.\n\n{"model": "baseline", "n": 2}\nDone: 1 file.'
+    out = parser_layer(text)
+    assert out.ok and not out.degraded and out.value == {"model": "baseline", "n": 2} and out.changes == ()
 
 
 def test_truncated_documents_are_completed_only_as_degraded() -> None:
