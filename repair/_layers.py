@@ -21,6 +21,7 @@ from kgot_errors.repair._strict import (
     is_strict_json,
     loads_strict,
     nesting_depth,
+    number_too_long,
 )
 from kgot_errors.repair._unicode import encoder_round_trips, fix_text, fix_value_text
 
@@ -84,6 +85,9 @@ def _bounded(layer: Any) -> Any:
 
     @functools.wraps(layer)
     def run(text: str, schema: Any = None, **kwargs: Any) -> Outcome:
+        too_long = number_too_long(text) if isinstance(text, str) else None
+        if too_long:
+            return Outcome(False, reason=too_long)
         try:
             with pattern_budget():  # one deadline for all of this layer's pattern searches
                 return layer(text, schema, **kwargs)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from typing import Any
 
 __all__ = ["DEFAULT_MAX_CHARS", "DEFAULT_MAX_DEPTH", "InputTooLarge", "NonFiniteNumber", "dumps", "is_strict_json",
-           "loads_strict", "nesting_depth"]
+           "loads_strict", "nesting_depth", "number_too_long"]
 
 DEFAULT_MAX_DEPTH = 512
 DEFAULT_MAX_CHARS = 8_000_000
@@ -43,6 +44,29 @@ def nesting_depth(text: str, *, limit: int | None = None) -> int:
         elif c in "]})":
             depth = max(0, depth - 1)
     return deepest
+
+
+_DIGITS = re.compile(r"\d+")
+
+
+def number_too_long(text: str) -> str | None:
+    """Why the text cannot be read as JSON, if it holds an integer longer than Python converts from digits
+    (`sys.get_int_max_str_digits()`, a guard against quadratic-time conversion): json.loads refuses it, and a
+    repair would turn it into a string. Digits inside a string or a fraction are not such an integer."""
+    limit = sys.get_int_max_str_digits()
+    if not limit or len(text) <= limit:
+        return None
+    for m in _DIGITS.finditer(text):
+        digits = m.end() - m.start()
+        if digits <= limit:
+            continue
+        before = text[m.start() - 1] if m.start() else " "
+        after = text[m.end()] if m.end() < len(text) else " "
+        if before in "\"'._" or before.isalpha() or after in "\"'._eE" or after.isalpha():
+            continue
+        return (f"the text holds an integer of {digits:,} digits, more than Python converts ({limit:,}; "
+                "sys.set_int_max_str_digits raises it): it cannot be read as a number")
+    return None
 
 
 def _check_size(text: str, max_chars: int, max_depth: int) -> None:

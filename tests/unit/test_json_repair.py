@@ -599,3 +599,21 @@ def test_a_fault_inside_the_engine_is_a_failed_verdict_naming_it(monkeypatch, ca
     out = parser_layer("{'a': 1,}")
     assert not out.ok and out.reason.startswith("the repair engine failed on this input (KeyError")
     assert "parser_layer failed" in caplog.text
+
+
+def test_an_integer_longer_than_python_converts_is_refused_not_turned_into_a_string() -> None:
+    """json.loads refuses integers of more than sys.get_int_max_str_digits() digits; a repair once 'recovered' them
+    as strings. Now it is no fix, and says why; the same digits inside a string, or as a fraction, are data."""
+    import sys
+
+    from kgot_errors import recover
+    from kgot_errors.repair import repair_json
+
+    digits = "7" * (sys.get_int_max_str_digits() + 700)
+    for text in ['{"a": %s}' % digits, digits, "[-%s, 1]" % digits]:
+        out = repair_json(text)
+        assert out.verdict == "failed" and "digits" in (out.reason or ""), (text[:20], out)
+        assert recover(ValueError("bad"), content=text, checkpointer=None).recovered is False
+    for text in ['{"a": "%s"}' % digits, '{"a": "id%s"}' % digits, '[1.%s]' % digits]:
+        out = repair_json(text)
+        assert out.verdict == "recovered" and out.text == text
