@@ -45,6 +45,7 @@ _EDIT_CHANGES = {
     "closed a truncated string": ("truncated", "closed a string the document ended in"),
     "filled missing values": ("added", "filled a missing value with null"),
     "removed stray words between members": ("removed", "dropped words standing between members"),
+    "replaced NaN/Infinity with null": ("coerced", "NaN/Infinity written as null (strict JSON has neither)"),
 }
 
 

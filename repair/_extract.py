@@ -26,8 +26,8 @@ from kgot_errors.repair._normalise import (
 )
 from kgot_errors.repair._outcome import REFUSE, Change, change, describe, disposition
 from kgot_errors.repair._schema import schema_errors, without_patterns
-from kgot_errors.repair._strict import DEFAULT_MAX_DEPTH, _finite, loads_strict, nesting_depth
-from kgot_errors.repair._unicode import fix_value_text
+from kgot_errors.repair._strict import DEFAULT_MAX_DEPTH, _finite, is_strict_json, loads_strict, nesting_depth
+from kgot_errors.repair._unicode import fix_value_text, surrogate_changes
 
 #: Inputs longer than this get fewer extraction attempts (each may cost linear time).
 SCAN_MAX_CHARS = 200_000
@@ -187,7 +187,13 @@ def _finish(value: Any, pool: _Pool, *, plain: bool = False) -> tuple[Any, list[
         if text_steps and (pool.text_fixes or not schema_errors(fixed, schema, limit=1)):
             value = fixed
             steps.extend(text_steps)
+            changes += surrogate_changes(text_steps)
             errors = schema_errors(value, schema)
+    if not plain and not is_strict_json(value):  # `"\\ud800"`, which the text fixes above were not for
+        value, text_steps = fix_value_text(value, surrogates_only=True)
+        steps.extend(text_steps)
+        changes += surrogate_changes(text_steps)
+        errors = schema_errors(value, schema)
     if errors:
         value, coerced = coerce_to_schema(value, schema)
         steps.extend(describe(coerced))

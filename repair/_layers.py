@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections import Counter
-from typing import Any
 import unicodedata
+from collections import Counter
+from dataclasses import replace
+from typing import Any
 
 from kgot_errors.errors import InvalidSchema
 from kgot_errors.repair._drift import _noisy_text, noise
 from kgot_errors.repair._extract import _candidates, _decode_embedded
-from kgot_errors.repair._outcome import DEGRADE, REFUSE, Outcome, disposition
+from kgot_errors.repair._outcome import DEGRADE, REFUSE, Change, Outcome, disposition
 from kgot_errors.repair._schema import load_schema, pattern_budget, schema_errors
 from kgot_errors.repair._strict import (
     DEFAULT_MAX_CHARS,
@@ -23,7 +24,7 @@ from kgot_errors.repair._strict import (
     nesting_depth,
     number_too_long,
 )
-from kgot_errors.repair._unicode import encoder_round_trips, fix_text, fix_value_text
+from kgot_errors.repair._unicode import encoder_round_trips, fix_text, fix_value_text, surrogate_changes
 
 __all__ = ["parser_layer", "repair", "unicode_layer"]
 
@@ -46,7 +47,7 @@ def _junk_only(before: str, after: str) -> bool:
 
 def _strict_candidate(
     text: str, schema: dict[str, Any] | bool | None, steps: tuple[str, ...], limits: dict[str, int], *,
-    as_given: bool,
+    as_given: bool, policy: dict[str, str] | None = None,
 ) -> Outcome:
     """`text` parsed strictly. Given text that parses and fits comes back as it is (its own bytes);
     fixes inside strings apply to text that needed fixing, or where they make the value fit."""
@@ -64,10 +65,23 @@ def _strict_candidate(
             return first
         fixed, fixes = fix_value_text(value)
         if fixes:
-            second = _accept(fixed, (*steps, *fixes), schema, text=_dumps(fixed))
-            if second.ok or not as_given:
+            second = _judged(_accept(fixed, (*steps, *fixes), schema, text=_dumps(fixed)), surrogate_changes(fixes),
+                             policy)
+            if second.ok or not as_given or not is_strict_json(value):
                 return second
     return first
+
+
+def _judged(out: Outcome, changes: list[Change], policy: dict[str, str] | None) -> Outcome:
+    """A fix carrying `changes` to the data, as the policy takes them: refused (no fix), degraded or accepted."""
+    if not out.ok or not changes:
+        return out
+    verdict = disposition(changes, policy)
+    if verdict == REFUSE:
+        return Outcome(False, steps=out.steps, changes=tuple(changes),
+                       reason=f"the fix changes the data ({changes[0]['kind']}: {changes[0]['detail']}), which the "
+                              "policy refuses")
+    return replace(out, changes=tuple(changes), degraded=verdict == DEGRADE)
 
 
 def _schema_or_reason(schema: Any) -> tuple[dict[str, Any] | bool | None, str | None]:
@@ -125,7 +139,7 @@ def unicode_layer(
     schema, problem = (schema, None) if loaded else _schema_or_reason(schema)
     if problem:
         return Outcome(False, reason=problem)
-    first = _strict_candidate(text, schema, (), limits, as_given=True)
+    first = _strict_candidate(text, schema, (), limits, as_given=True, policy=policy)
     if first.ok or first.errors or len(text) > max_chars:
         return first
     fixed = fix_text(text)
@@ -135,10 +149,10 @@ def unicode_layer(
     for candidate, steps in attempts:
         if "ascii round-trip" in steps and not _junk_only(fixed.text, candidate):
             continue
-        last = _strict_candidate(candidate, schema, steps, limits, as_given=False)
+        last = _strict_candidate(candidate, schema, steps, limits, as_given=False, policy=policy)
         if last.ok:
             return last
-    return Outcome(False, steps=last.steps, reason=last.reason, errors=last.errors)
+    return Outcome(False, steps=last.steps, reason=last.reason, errors=last.errors, changes=last.changes)
 
 
 def _parses(text: str, max_chars: int, max_depth: int) -> bool:

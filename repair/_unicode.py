@@ -8,6 +8,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+from kgot_errors.repair._outcome import Change, change
+
 __all__ = [
     "DOUBLE_QUOTES",
     "SINGLE_QUOTES",
@@ -259,6 +261,10 @@ def _fix_text(text: str) -> TextFix:
     return TextFix("".join(out), tuple(steps))
 
 
+LONE_SURROGATES = "replaced lone surrogates with U+FFFD"
+"""The text fix that loses data: a `\\udXXX` escape no UTF-8 text can carry, replaced (a `removed` change)."""
+
+
 def _decode_literal_escapes(match: re.Match[str]) -> str:
     """A run of literal \\uXXXX escapes decoded, if it encodes non-ASCII text.
 
@@ -274,13 +280,16 @@ def _decode_literal_escapes(match: re.Match[str]) -> str:
     return run if decoded.isascii() else decoded
 
 
-def _fix_string(s: str) -> tuple[str, list[str]]:
-    steps: list[str] = []
+def _fix_surrogates(s: str) -> tuple[str, list[str]]:
     if _SURROGATE.search(s):
         fixed = s.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
         if fixed != s:
-            s = fixed
-            steps.append("replaced lone surrogates with U+FFFD")
+            return fixed, [LONE_SURROGATES]
+    return s, []
+
+
+def _fix_string(s: str) -> tuple[str, list[str]]:
+    s, steps = _fix_surrogates(s)
     if "\\u" in s:
         decoded = _LITERAL_U.sub(_decode_literal_escapes, s)
         if decoded != s:
@@ -294,19 +303,28 @@ def _fix_string(s: str) -> tuple[str, list[str]]:
     return s, steps
 
 
-def fix_value_text(value: Any) -> tuple[Any, tuple[str, ...]]:
+def surrogate_changes(steps: tuple[str, ...] | list[str]) -> list[Change]:
+    """The data change among fix_value_text's steps: lone surrogates replaced (the other fixes restore text)."""
+    if LONE_SURROGATES not in steps:
+        return []
+    return [change("removed", "$", "lone surrogate escapes (\\udXXX), which no UTF-8 text can carry, replaced with "
+                   "U+FFFD")]
+
+
+def fix_value_text(value: Any, *, surrogates_only: bool = False) -> tuple[Any, tuple[str, ...]]:
     """Fix unicode damage inside a decoded JSON value's strings (keys included).
 
     Decodes literal `\\uXXXX` sequences of non-ASCII text (a double-escape artifact),
     repairs mojibake with ftfy (curly quotes and other legitimate characters are kept) and
-    replaces lone surrogates, which no UTF-8 text can carry. Returns the value (the same
-    object when nothing changed) and the steps taken.
+    replaces lone surrogates, which no UTF-8 text can carry (with `surrogates_only`, only that).
+    Returns the value (the same object when nothing changed) and the steps taken.
     """
     found: list[str] = []
+    fix = _fix_surrogates if surrogates_only else _fix_string
 
     def walk(v: Any) -> Any:
         if isinstance(v, str):
-            fixed, steps = _fix_string(v)
+            fixed, steps = fix(v)
             found.extend(steps)
             return fixed
         if isinstance(v, list):  # loops, not comprehensions: one stack frame per level of nesting

@@ -617,3 +617,27 @@ def test_an_integer_longer_than_python_converts_is_refused_not_turned_into_a_str
     for text in ['{"a": "%s"}' % digits, '{"a": "id%s"}' % digits, '[1.%s]' % digits]:
         out = repair_json(text)
         assert out.verdict == "recovered" and out.text == text
+
+
+@pytest.mark.parametrize("text", ['{"a": NaN}', "[Infinity]", "[1, 2, -Infinity]"])
+def test_nan_written_as_null_is_a_listed_coercion(text: str) -> None:
+    from kgot_errors.repair import repair_json
+
+    out = repair_json(text)
+    assert out.verdict == "recovered" and [c["kind"] for c in out.changes] == ["coerced"], out.changes
+    assert "NaN/Infinity written as null" in out.changes[0]["detail"]
+
+
+@pytest.mark.parametrize("text", ['{"a": "\\ud800"}', '{"a": "x\\udc00y"}', '["\\udfff", 1]'])
+def test_an_escaped_lone_surrogate_is_data_lost_as_a_raw_one_is(text: str) -> None:
+    """`"\\ud800"` parses, but no UTF-8 text carries it: writing U+FFFD instead drops data, a `removed` change the
+    default policy refuses (as it does for the same character given raw); a lenient policy keeps it as degraded."""
+    from kgot_errors.repair import repair_json
+
+    out = repair_json(text)
+    assert out.verdict == "failed" and "policy refuses" in (out.reason or "")
+    lenient = repair_json(text, policy={"removed": "degrade"})
+    assert lenient.verdict == "degraded" and "\ufffd" in lenient.text and [c["kind"] for c in lenient.changes] == [
+        "removed"]
+    pair = '["\\ud83d\\ude00"]'  # a surrogate pair is one character: valid, as given
+    assert repair_json(pair).verdict == "recovered" and repair_json(pair).text == pair
