@@ -80,6 +80,8 @@ def _library_changes(source: str, value: Any) -> list[Change]:
     first = _JSONISH_START.search(source)  # prose before the value is not the value's
     if first is not None:
         source = source[first.start() :]
+        if source[0] == "{" and isinstance(value, list):
+            changes.append(change("added", "$", "an array read out of an object's braces"))
     words = _words(source)
     numbers = set()
     for m in _NUMBER_TOKEN.finditer(source):

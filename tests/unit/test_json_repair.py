@@ -377,6 +377,8 @@ REFUSED = [
     ('{"items": [{"id": 1}, {"id": 2}], "total": 2}}, "next": null}', None, "removed"),
     ('{"d": "x", "c": {]"a": ["x", null]}, "a": {"b": ["y", null, 2, 1], "a": 2}}', None, "removed"),
     ('[{"b": ["x",] 1]}, {"d": [null, "x"]}, 1, 2]', None, "removed"),
+    ("{a}", None, "added"),  # json_repair read it as ["a}"]
+    ('{"a",: [2, "x"], "b": 1}', None, "added"),
 ]
 
 
