@@ -7,6 +7,7 @@ import ast
 import builtins
 import json
 import re
+import textwrap
 from typing import Literal, NamedTuple
 
 from kgot_errors.state import ContentKind, ErrorKind, IncidentData
@@ -123,7 +124,18 @@ _CODE_LINE = re.compile(r"^\s*(def |class |import |from \S+ import |print\(|for 
 _JSON_INSIDE = re.compile(r"[{\[]\s*[\"\u201c'}\]]|\[\s*[-\d{\[]")
 _LEADING_COMMENTS = re.compile(r"(?:\s*(?:/\*.*?\*/|//[^\n]*\n))+\s*", re.S)
 _QUOTES = "\"'`\u201c\u201d\u2018\u2019\u00b4"
-_TRACEBACK_FRAME = re.compile(r'^\s*File "([^"]*)", line \d+.*\n((?:[ \t]+.*\n?)?)', re.M)
+_OPENING_FENCE = re.compile(r"(`{3,}|~{3,})[ \t]*[\w+\-.]*[ \t]*\n")
+# A traceback frame (also inside an exception group's `|` box), and the source line under it if one is shown.
+_TRACEBACK_FRAME = re.compile(r'^[ \t|]*File "([^"]*)", line (\d+)(?:, in ([^\r\n]*))?\r?\n'
+                              r'((?![ \t|]*(?:File "|\[Previous line))[ \t|]+.*\n?)?', re.M)
+# Code typed into a session (a REPL, IPython, IDLE): the person's own code, the content's only if its line shown is.
+_SESSION_FILE = re.compile(r"<(?:stdin|console|input|pyshell#\d+|ipython-input-[^>]*)>")
+_DEF_LINE = re.compile(r"^[ \t]*(?:async[ \t]+)?(?:def|class)[ \t]+(\w+)", re.M)
+# A caller's line that runs code from a string, and the literal it runs when it spells the code out.
+_EXEC_CALL = re.compile(r"\b(?:exec|eval)\s*\(\s*(?:compile\s*\(\s*)?"
+                        r"((?:[rRuU]|[bB][rR]?)?(?:\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'))?")
+_COMPREHENSIONS = {ast.ListComp: "<listcomp>", ast.SetComp: "<setcomp>", ast.DictComp: "<dictcomp>",
+                   ast.GeneratorExp: "<genexpr>"}
 _SNIFF_PARSE_CHARS = 200_000
 
 
@@ -187,7 +199,11 @@ def sniff_content(content: str | None) -> ContentKind | None:
     comments = _LEADING_COMMENTS.match(body)
     if comments and comments.end() < len(body):
         body = body[comments.end():]  # `/* note */ {...}`: what follows the comments decides
-    if body[:1] in "{[" or (len(body) > 1 and body[0] in _QUOTES and body[-1] in _QUOTES):
+    whole = _FENCE.match(body) if _OPENING_FENCE.match(body) else None
+    if whole is not None and not whole.group(2) and whole.end() == len(body) and whole.group(3).strip():
+        body = whole.group(3).strip()  # the whole text is one unlabelled block: the block decides
+    fenced = _OPENING_FENCE.match(body) is not None  # "```python\n...\n```" ends in backticks but is no string
+    if body[:1] in "{[" or (len(body) > 1 and body[0] in _QUOTES and body[-1] in _QUOTES and not fenced):
         return ContentKind.JSON
     fences = [(m.group(2).lower(), m.group(3)) for m in _FENCE.finditer(body[:_SNIFF_PARSE_CHARS])]
     if any(lang == "json" for lang, _ in fences):
@@ -196,8 +212,8 @@ def sniff_content(content: str | None) -> ContentKind | None:
         if lang in ("python", "py", "python3"):
             if _is_code(block):
                 return ContentKind.PYTHON
-            if block.strip()[:1] in "{[":
-                return ContentKind.JSON
+            if block.strip()[:1] in "{[" or _python_kind(block) == "data":
+                return ContentKind.JSON  # a bare literal, `{'a': 1}` or `'hi'`: a value, not a program
     if len(body) <= _SNIFF_PARSE_CHARS and _parses_as_json(body):
         return ContentKind.JSON
     if _mostly_container(body):
@@ -211,16 +227,111 @@ def sniff_content(content: str | None) -> ContentKind | None:
     return ContentKind.TEXT
 
 
+def _scopes(code: str) -> list[tuple[str, int, int]]:
+    """(frame name, first line, last line) of the frames that running `code` makes: `<module>` over the whole text,
+    then each def, class, lambda and comprehension; none when it does not parse (then it cannot have run)."""
+    last = max(1, len(code.splitlines()))
+    if len(code) > _SNIFF_PARSE_CHARS:  # too big to parse here: its defs by name, anywhere in it
+        return [("<module>", 1, last)] + [(name, 1, last) for name in _DEF_LINE.findall(code)]
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    scopes = [("<module>", 1, last)]
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            name = node.name
+        elif isinstance(node, ast.Lambda):
+            name = "<lambda>"
+        elif type(node) in _COMPREHENSIONS:
+            name = _COMPREHENSIONS[type(node)]
+        else:
+            continue
+        scopes.append((name, node.lineno, node.end_lineno or node.lineno))
+    return scopes
+
+
+class _Form(NamedTuple):
+    lines: list[str]
+    scopes: list[tuple[str, int, int]]
+
+
+def _runnable_forms(content: str) -> list[_Form]:
+    """What an app may have run for `content`: the content, dedented, or one of its fenced blocks."""
+    texts = dict.fromkeys([content, textwrap.dedent(content),
+                           *(m.group(3) for m in _FENCE.finditer(content[:_SNIFF_PARSE_CHARS]))])
+    return [_Form(text.splitlines(), _scopes(text)) for text in texts]
+
+
+def _runs_at(form: _Form, function: str, number: int) -> bool:
+    """True if line `number` of the form is a statement's line inside a frame named `function`."""
+    if not 1 <= number <= len(form.lines):
+        return False
+    line = form.lines[number - 1].strip()
+    return bool(line) and not line.startswith("#") and \
+        any(name == function and first <= number <= last for name, first, last in form.scopes)
+
+
+def _entered_from(caller: str | None, number: int, content_lines: set[str]) -> bool | None:
+    """For a `<module>` frame of code from a string: False if its caller's line shows it ran something else (a call
+    that is no `exec`/`eval`, as a generated `__init__`'s caller is, or `eval("...")` of other code), True if that
+    literal is the content's, None when the caller does not say (no caller shown: `python -c`, the sandbox)."""
+    if not caller:
+        return None
+    call = _EXEC_CALL.search(caller)
+    if call is None:
+        return False
+    if call.group(1) is None:
+        return None  # `exec(code, ...)`: which code, the line does not say
+    try:
+        code = ast.literal_eval(call.group(1))
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return False
+    code_lines = code.splitlines() if isinstance(code, str) else []
+    return 1 <= number <= len(code_lines) and code_lines[number - 1].strip() in content_lines
+
+
 def ran_content(traceback: str | None, content: str | None) -> bool:
-    """True if the traceback shows the exception came from running `content`: a frame of code run from a
-    string (`<string>`, `<stdin>`, any `<name>` but the interpreter's frozen modules), or a frame whose
-    source line is a line of the content."""
+    """True if the traceback shows the content's own frames: a frame whose source line is a line of the content,
+    or a frame of code run from a string (`<string>`, as `exec`, `python -c` and the sandbox name it) that shows no
+    source line but is at a statement of the content, in its `<module>` (entered by `exec`/`eval` of it) or in a def
+    of the content spanning that line. A generated function (a dataclass's `__init__` is `<string>` too), another
+    `eval`, a session (`<stdin>`, `<ipython-input-...>`: the person's code, unless its line shown is the content's)
+    and the interpreter's frozen modules prove nothing."""
     if not traceback or not content:
         return False
     lines = {line.strip() for line in content.splitlines() if len(line.strip()) > 3}
-    for m in _TRACEBACK_FRAME.finditer(traceback[-20_000:]):
-        filename, source = m.group(1), m.group(2).strip()
-        if (filename.startswith("<") and not filename.startswith("<frozen")) or (source and source in lines):
+    short_lines = {line.strip() for line in content.splitlines() if line.strip()}
+    forms: list[_Form] | None = None
+    tail = traceback[-20_000:]
+    caller: str | None = None  # the calling frame's source line; "" if not shown, None if there is no calling frame
+    end = 0
+    for m in _TRACEBACK_FRAME.finditer(tail):
+        if "Traceback (" in tail[end:m.start()]:
+            caller = None  # a chained exception's traceback starts afresh
+        end = m.end()
+        filename, number, function = m.group(1), int(m.group(2)), (m.group(3) or "").strip()
+        source = (m.group(4) or "").strip().lstrip("|").strip()
+        called_from, caller = caller, source
+        if source in lines:
+            return True
+        if not filename.startswith("<") or filename.startswith("<frozen"):
+            continue
+        if source:  # code from a string, its line shown: the content's only if that line is
+            if source in short_lines:
+                return True
+            continue
+        if not function or _SESSION_FILE.fullmatch(filename):
+            continue
+        if function == "<module>":
+            entered = _entered_from(called_from, number, short_lines)
+            if entered is not None:
+                if entered:
+                    return True
+                continue
+        if forms is None:
+            forms = _runnable_forms(content)
+        if any(_runs_at(form, function, number) for form in forms):
             return True
     return False
 
