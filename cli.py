@@ -336,6 +336,11 @@ def _load_schema(name: str | None) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise _Usage(f"schema file {name} is not JSON: {exc}") from None
+    except RecursionError:  # far deeper than any schema may nest: load_schema would refuse it anyway
+        from kgot_errors.repair._schema import MAX_SCHEMA_DEPTH
+
+        raise _Usage(f"schema file {name} is not a usable schema: it nests deeper than {MAX_SCHEMA_DEPTH} levels of "
+                     "objects and arrays") from None
 
 
 def _incident_for(raw: bytes, kind: str | None, schema: Any, context: str) -> dict[str, Any]:
@@ -389,10 +394,18 @@ def _exit_for(result: Any) -> int:
 
 
 def _write_file(path: Path, text: str) -> None:
-    """Replace `path` with `text` at once (a crash leaves the old file or the new one, never half of it)."""
+    """Replace `path` with `text` and a final newline at once (a crash leaves the old file or the new one, never half
+    of it). A file that holds `text` already, with or without that newline, is not touched: valid input stays byte
+    for byte, its modification time too."""
+    content = text if text.endswith("\n") else text + "\n"
+    try:
+        if path.read_bytes() in (content.encode("utf-8"), text.encode("utf-8")):
+            return
+    except OSError:
+        pass  # unreadable now: the write below says what is wrong
     temporary = path.with_name(f".{path.name}.kgot-errors.tmp")
     try:
-        temporary.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        temporary.write_text(content, encoding="utf-8")
         os.replace(temporary, path)
     except OSError as exc:
         temporary.unlink(missing_ok=True)
@@ -598,16 +611,26 @@ def _incident_fields() -> frozenset[str]:
     return frozenset(Incident.model_fields)
 
 
-def _jsonl_lines(name: str, defaults: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    """(incident, passed-through fields) for each line: fields an Incident does not have travel to the output."""
+def _jsonl_lines(name: str, defaults: dict[str, Any],
+                 max_depth: int) -> Iterator[tuple[dict[str, Any] | None, dict[str, Any], Any]]:
+    """(incident, passed-through fields, None) for each line: fields an Incident does not have travel to the output.
+    A line nested deeper than `max_depth` is not parsed: (None, {}, its invalid result)."""
+    from kgot_errors.repair._strict import nesting_depth
+
     raw = _read_input(name)
     assert isinstance(raw, bytes)
     known = _incident_fields()
     for number, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
         if not line.strip():
             continue
+        if nesting_depth(line, limit=max_depth) > max_depth:
+            yield None, {}, _too_deep(f"{name}:{number}", f"max_depth ({max_depth:,}) levels")
+            continue
         try:
             item = json.loads(line)
+        except RecursionError:  # a max_depth set beyond what Python's parser goes
+            yield None, {}, _too_deep(f"{name}:{number}", "Python's JSON parser can read")
+            continue
         except ValueError as exc:
             raise _Usage(f"{name}:{number}: not a JSON object: {exc}") from None
         if not isinstance(item, dict):
@@ -621,7 +644,15 @@ def _jsonl_lines(name: str, defaults: dict[str, Any]) -> Iterator[tuple[dict[str
         if clash:  # it would be overwritten by the result's own field on the output line
             raise _Usage(f"{name}:{number}: field {clash[0]!r} cannot be passed through: the result has a field "
                          "of that name (rename it, e.g. to 'request_id')")
-        yield incident, extra
+        yield incident, extra, None
+
+
+def _too_deep(where: str, than: str) -> Any:
+    """The result for a --jsonl line nested deeper than `than` says: invalid, nothing parsed, nothing stored."""
+    from kgot_errors.state import ErrorKind, RecoveryResult
+
+    return RecoveryResult(recovered=False, kind=ErrorKind.UNKNOWN, outcome="invalid", attempts=[],
+                          summary=f"invalid incident: {where}: the line nests deeper than {than}; it was not parsed")
 
 
 def _result_fields() -> frozenset[str]:
@@ -638,7 +669,9 @@ def _repair_many(args: argparse.Namespace, schema: Any, settings: Any, operation
     if args.jsonl:
         defaults = {"output_schema": schema, "content_kind": args.kind, "context": args.context}
         for name in args.files:
-            for incident, extra in _jsonl_lines(name, defaults):
+            for incident, extra, invalid in _jsonl_lines(name, defaults, settings.syntax_error_management.max_depth):
+                if invalid is not None:
+                    refused[len(incidents)] = invalid
                 incidents.append(incident)
                 extras.append(extra)
     else:

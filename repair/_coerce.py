@@ -20,12 +20,38 @@ _FALSE_TEXT = frozenset({"false", "no", "n", "off"})
 _SCALAR_TYPES = ("integer", "number", "boolean", "string", "null")
 
 
-class _Coercer:
-    """One coercion pass over a value; records the steps it takes."""
+STEP_BUDGET = 20_000
+"""Most subschema visits and validations one coercion makes before it gives up and leaves the value as it is (the
+verdict then names what does not fit): trials of union branches and wrappers nest, and a hostile schema could
+make their number grow exponentially with depth."""
 
-    def __init__(self, root: dict[str, Any]) -> None:
+
+class _OutOfSteps(Exception):
+    pass
+
+
+class _Coercer:
+    """One coercion pass over a value; records the steps it takes. Trials share their parent's step budget; a trial
+    that unwraps a wrapper object does not unwrap again inside it (one wrapper per level, never a chain of guesses
+    that grows with depth)."""
+
+    def __init__(self, root: dict[str, Any], budget: list[int] | None = None, unwrapping: bool = True) -> None:
         self.root = root
         self.steps: list[Change] = []
+        self.budget = [STEP_BUDGET] if budget is None else budget
+        self.unwrapping = unwrapping
+
+    def trial(self, *, unwrapping: bool | None = None) -> _Coercer:
+        return _Coercer(self.root, self.budget, self.unwrapping if unwrapping is None else unwrapping)
+
+    def fits(self, value: Any, schema: Any) -> bool:
+        self.spend()
+        return _fits(value, schema, self.root)
+
+    def spend(self) -> None:
+        self.budget[0] -= 1
+        if self.budget[0] < 0:
+            raise _OutOfSteps
 
     def note(self, path: str, what: str, kind: str = "coerced") -> None:
         self.steps.append(change(kind, path, what))
@@ -48,6 +74,7 @@ class _Coercer:
         return schema
 
     def coerce(self, value: Any, schema: Any, path: str) -> Any:
+        self.spend()
         schema = self.resolve(schema)
         if not isinstance(schema, dict) or not schema:
             return value
@@ -68,12 +95,12 @@ class _Coercer:
         return self.enum(value, schema, path)
 
     def union(self, value: Any, branches: list[Any], path: str) -> Any:
-        if any(_fits(value, self.resolve(b), self.root) for b in branches):
+        if any(self.fits(value, self.resolve(b)) for b in branches):
             return value
         for branch in branches:
-            trial = _Coercer(self.root)
+            trial = self.trial()
             candidate = trial.coerce(value, branch, path)
-            if _fits(candidate, trial.resolve(branch), self.root):
+            if self.fits(candidate, trial.resolve(branch)):
                 self.steps.extend(trial.steps)
                 return candidate
         return value
@@ -84,7 +111,7 @@ class _Coercer:
             return self.by_type(value, current if current in types else "number", schema, path)
         ordered = sorted(types, key=lambda t: (t in ("string", "null"), types.index(t)))
         for t in ordered:
-            trial = _Coercer(self.root)
+            trial = self.trial()
             candidate = trial.by_type(value, t, schema, path)
             if _json_type(candidate) == t or (t == "number" and _json_type(candidate) == "integer"):
                 self.steps.extend(trial.steps)
@@ -130,14 +157,14 @@ class _Coercer:
 
     def unwrap(self, value: dict[str, Any], schema: dict[str, Any], path: str) -> Any:
         """Unwrap `{"data": {...}}` when the schema wants the inner object and the wrapper misfits."""
-        if len(value) != 1 or _fits(value, schema, self.root):
+        if not self.unwrapping or len(value) != 1 or self.fits(value, schema):
             return value
         (key, inner), = value.items()
         if not isinstance(inner, dict):
             return value
-        trial = _Coercer(self.root)
+        trial = self.trial(unwrapping=False)
         candidate = trial.to_object(inner, schema, path)
-        if not _fits(candidate, schema, self.root):
+        if not self.fits(candidate, schema):
             return value
         self.note(path, f"unwrapped the single-key wrapper object {key!r}", "removed")
         self.steps.extend(trial.steps)
@@ -261,11 +288,15 @@ def coerce_to_schema(value: Any, schema: dict[str, Any] | bool | None) -> tuple[
     are matched ignoring case and surrounding spaces. Changes to the data's shape are listed as what
     they are: a lone value wrapped in an array (`added`), a one-key wrapper object or a one-item array
     around the wanted object unwrapped, properties `additionalProperties: false` forbids dropped
-    (`removed`). A value that already fits comes back unchanged with no changes.
+    (`removed`). A value that already fits comes back unchanged with no changes, and so does one whose
+    coercion would take more than STEP_BUDGET steps.
     """
     if schema is None or isinstance(schema, bool) or _fits(value, schema, schema):
         return value, []
     coercer = _Coercer(schema)
     with pattern_budget():
-        return coercer.coerce(value, schema, "$"), coercer.steps
+        try:
+            return coercer.coerce(value, schema, "$"), coercer.steps
+        except _OutOfSteps:
+            return value, []
 

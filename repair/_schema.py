@@ -21,6 +21,7 @@ from jsonschema_specifications import REGISTRY as _META_REGISTRY
 from referencing import Registry
 
 from kgot_errors.errors import InvalidSchema, SchemaTimeout
+from kgot_errors.repair._strict import nesting_depth
 
 __all__ = ["fits", "load_schema", "pattern_budget", "safe_search", "schema_errors", "validator_class"]
 
@@ -164,6 +165,7 @@ _SAFE_KEYWORDS = {"pattern": _pattern, "patternProperties": _pattern_properties,
 _SAFE: dict[type, type] = {}
 
 
+
 def validator_class(schema: Any) -> type:
     """The dialect's validator class: `$schema` when given; else draft 7 when the schema uses its idioms
     (array-form `items`, `dependencies`, `definitions`, `additionalItems`), else draft 2020-12."""
@@ -212,13 +214,16 @@ def _check_refs(schema: dict[str, Any]) -> None:
     resources: dict[str, Any] = {}
     anchors: set[str] = set()
     refs: list[tuple[str, str]] = []
-    todo: list[tuple[Any, str]] = [(schema, _ROOT)]
+    todo: list[tuple[Any, str, bool]] = [(schema, _ROOT, False)]  # (node, base URI, is it a map of names)
     while todo:
-        node, base = todo.pop()
+        node, base, names = todo.pop()
         if isinstance(node, list):
-            todo.extend((v, base) for v in node)
+            todo.extend((v, base, False) for v in node)
             continue
         if not isinstance(node, dict):
+            continue
+        if names:  # `properties`, `$defs`, ...: the keys are names (`default` too), every value a subschema
+            todo.extend((v, base, False) for v in node.values())
             continue
         own = node.get("$id")
         if isinstance(own, str):
@@ -236,7 +241,7 @@ def _check_refs(schema: dict[str, Any]) -> None:
             if key in ("$ref", "$dynamicRef") and isinstance(value, str):
                 refs.append((base, value))
             elif key not in _SKIP:
-                todo.append((value, base))
+                todo.append((value, base, key in _NAME_MAPS or key == "patternProperties"))
     for base, ref in refs:
         uri, _, fragment = _join(base, ref).partition("#")
         fragment = urllib.parse.unquote(fragment)
@@ -265,23 +270,37 @@ def _check_refs(schema: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------------------
 
 
+MAX_SCHEMA_DEPTH = 128
+"""Deepest a schema may nest objects and arrays (63 subschemas under `properties`). Checking it against the 2020-12
+meta-schema takes about 5 Python frames per level: 128 levels need about 660 of the default recursion limit of
+1000, the rest is the caller's. Real schemas stay far below it; deeper structures are written with `$defs` and
+`$ref`, which validation follows only as deep as the value goes."""
+
+
 def load_schema(schema: Any) -> dict[str, Any] | bool | None:
     """A checked JSON Schema (dict or boolean) for None, a JSON Schema or a pydantic model class.
 
     Raises InvalidSchema for anything else, for a dict that is not a valid JSON Schema of its
-    dialect, for a reference outside the schema (never fetched) or to nothing, and for a schema
-    whose references recurse without end.
+    dialect, that nests deeper than MAX_SCHEMA_DEPTH, for a reference outside the schema (never
+    fetched) or to nothing, and for a schema whose references recurse without end.
     """
     if schema is None or isinstance(schema, bool):
         return schema
     if isinstance(schema, dict):
+        too_deep = InvalidSchema(f"the schema nests deeper than {MAX_SCHEMA_DEPTH} levels of objects and arrays, "
+                                 "more than can be checked safely (write deep or recursive structures with $defs and "
+                                 "$ref)")
         try:
             key = json.dumps(schema, sort_keys=True, ensure_ascii=False, allow_nan=False)
             key.encode("utf-8")
+        except RecursionError:
+            raise too_deep from None
         except UnicodeEncodeError:
             raise InvalidSchema("the schema holds lone surrogate code points, which JSON text cannot carry") from None
         except (TypeError, ValueError) as exc:
             raise InvalidSchema(f"not a JSON-serialisable schema: {exc}") from exc
+        if nesting_depth(key, limit=MAX_SCHEMA_DEPTH) > MAX_SCHEMA_DEPTH:
+            raise too_deep
         problem = _schema_problem(key)
         if problem:
             raise InvalidSchema(problem)
@@ -320,7 +339,8 @@ def _schema_problem(key: str) -> str | None:
     except referencing.exceptions.Unresolvable as exc:
         problem = f"a $ref cannot be resolved inside the schema: {exc}"
     except RecursionError:
-        problem = "the schema's references recurse without end"
+        problem = "the schema's references recurse without end" if '"$ref":' in key or '"$dynamicRef":' in key \
+            else "the schema nests too deep to be checked within Python's recursion limit"
     with _CACHE_LOCK:
         _PROBLEMS[key] = problem
         if len(_PROBLEMS) > 64:

@@ -90,6 +90,32 @@ def test_inline_rewrites_recovered_files_and_leaves_the_others(env, tmp_path):
     assert _cli("repair", "-", "--inline", stdin=b"{}", env=env).returncode == 2
 
 
+@pytest.mark.parametrize("text", ['{"a":1,  "b":[2]}', '{"a":1,  "b":[2]}\n'], ids=["no-final-newline", "newline"])
+def test_inline_leaves_a_valid_file_byte_for_byte_and_its_time_too(env, tmp_path, text):
+    valid = tmp_path / "valid.json"
+    valid.write_bytes(text.encode())
+    os.utime(valid, (1_000_000_000, 1_000_000_000))
+    out = _cli("repair", str(valid), "--inline", "--no-checkpoint", env=env)
+    assert out.returncode == 0, out.stderr.decode()
+    assert valid.read_bytes() == text.encode() and valid.stat().st_mtime == 1_000_000_000
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_jsonl_line_nested_past_max_depth_is_an_invalid_result_in_its_place(env, tmp_path):
+    deep = '{"error_type": "%s", "message": "m", "content": "x", "deep": %s}' % (DECODE, "[" * 20_000 + "]" * 20_000)
+    batch = tmp_path / "in.jsonl"
+    batch.write_text(json.dumps({"error_type": DECODE, "message": "m", "content": "[1,]"}) + "\n" + deep + "\n"
+                     + json.dumps({"error_type": DECODE, "message": "m", "content": "[2,]"}) + "\n")
+    for extra in ([], ["--no-checkpoint"], ["--no-checkpoint", "--workers", "2"]):
+        out = _cli("repair", "--jsonl", str(batch), *extra, env=env)
+        assert out.returncode == 1, out.stderr.decode()
+        lines = [json.loads(x) for x in out.stdout.decode().splitlines()]
+        assert [x["recovered"] for x in lines] == [True, False, True] and lines[2]["value"] == [2]
+        assert lines[1]["outcome"] == "invalid" and f"{batch}:2: the line nests deeper than max_depth (512) levels" \
+            in lines[1]["summary"]
+        assert "Traceback" not in out.stderr.decode()
+
+
 def test_progress_lines_when_stderr_is_not_a_terminal(env, tmp_path):
     items = [{"error_type": DECODE, "message": "m", "content": "{'i': %d,}" % i} for i in range(5)]
     out = _cli("repair", "--jsonl", _jsonl(tmp_path / "in.jsonl", *items), "--progress", "--no-checkpoint", env=env)
