@@ -73,9 +73,10 @@ class InvalidSchema(InvalidIncident):
 
 
 class SchemaTimeout(InvalidSchema):
-    """A schema `pattern` took longer than its deadline on some string: `pattern` is the offender."""
+    """A schema took longer than its deadline on some value: `pattern` is the offending pattern, None when the
+    schema's combinators and references (anyOf, $ref, ...) took the time on their own."""
 
-    def __init__(self, message: str, *, pattern: str) -> None:
+    def __init__(self, message: str, *, pattern: str | None = None) -> None:
         super().__init__(message)
         self.pattern = pattern
 

@@ -46,8 +46,8 @@ _DEADLINE: ContextVar[float | None] = ContextVar("kgot_errors_pattern_deadline",
 
 @contextlib.contextmanager
 def pattern_budget() -> Iterator[None]:
-    """Pattern searches inside share one deadline, PATTERN_BUDGET_S from the outermost scope's start (an inner
-    scope adds no time)."""
+    """Pattern searches and the descent into subschemas inside share one deadline, PATTERN_BUDGET_S from the
+    outermost scope's start (an inner scope adds no time)."""
     if _DEADLINE.get() is not None:
         yield
         return
@@ -162,8 +162,22 @@ def _check_schema(cls: Any, schema: Any) -> None:
         raise jsonschema.SchemaError.create_from(error)
 _SAFE_KEYWORDS = {"pattern": _pattern, "patternProperties": _pattern_properties,
                   "additionalProperties": _additional_properties}
+_BRANCHING = ("anyOf", "oneOf", "allOf", "not", "if", "$ref", "$dynamicRef", "properties", "items", "contains")
+"""Keywords that descend into subschemas: a schema whose branches fail deep down (nested anyOf through a $ref, say)
+makes the validator's work grow exponentially with the value's depth, so each of them checks the deadline."""
 _SAFE: dict[type, type] = {}
 
+
+def _on_the_clock(keyword: Any) -> Any:
+    def bounded(validator: Any, value: Any, instance: Any, schema: Any) -> Iterator[Any]:
+        deadline = _DEADLINE.get()
+        if deadline is not None and time.monotonic() > deadline:
+            raise SchemaTimeout(f"the schema took over {PATTERN_BUDGET_S} s to evaluate on this value: its "
+                                "combinators and references (anyOf, oneOf, $ref, ...) branch too much to evaluate "
+                                "safely")
+        return keyword(validator, value, instance, schema)
+
+    return bounded
 
 
 def validator_class(schema: Any) -> type:
@@ -178,7 +192,8 @@ def validator_class(schema: Any) -> type:
     else:
         base = Draft7Validator if _uses_draft7(schema) else Draft202012Validator
     if base not in _SAFE:
-        _SAFE[base] = validators.extend(base, _SAFE_KEYWORDS)
+        timed = {k: _on_the_clock(base.VALIDATORS[k]) for k in _BRANCHING if k in base.VALIDATORS}
+        _SAFE[base] = validators.extend(base, {**timed, **_SAFE_KEYWORDS})
     return _SAFE[base]
 
 

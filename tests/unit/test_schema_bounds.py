@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from kgot_errors import recover_many
+from kgot_errors import recover, recover_many
 from kgot_errors.errors import InvalidSchema
 from kgot_errors.repair import parser_layer, unicode_layer
-from kgot_errors.repair import load_schema
+from kgot_errors.repair import load_schema, repair_json
 
 REDOS = [r"^(a|aa)+$", r"^(a+)+b$", r"^([a-z]+)*\d$"]
 
@@ -82,6 +82,32 @@ def test_many_strings_each_under_the_deadline_share_one_budget() -> None:
     assert first < 2.5 and time.monotonic() - started < 4.0
     assert not out.ok and "took over 1.0 s together on this value" in (out.reason or "")
     assert not out2.ok and "cannot be evaluated safely" in (out2.reason or "")
+
+
+def _branching_schema() -> dict:
+    """Every level's anyOf has two branches that both fail only deep down: plain validation visits 2**depth of them."""
+    branch = lambda required: {"type": "object", "properties": {"a": {"$ref": "#/$defs/n"}},  # noqa: E731
+                               "required": [required]}
+    return {"$defs": {"n": {"anyOf": [branch("b"), branch("c")]}}, "$ref": "#/$defs/n"}
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["valid-json", "broken-json"])
+def test_a_schema_whose_branches_multiply_with_depth_ends_at_the_deadline(broken: bool) -> None:
+    text = '{"a": ' * 40 + "{}" + "}" * 40
+    started = time.monotonic()
+    engine = repair_json(text[:-1] if broken else text, _branching_schema())
+    graph = recover(ValueError("x"), content=text[:-1] if broken else text, schema=_branching_schema(),
+                    checkpointer=None)
+    assert time.monotonic() - started < 8.0  # 2**40 branches unbounded; about 1 s per layer that validates
+    assert engine.verdict == "failed" and "the schema took over 1.0 s to evaluate on this value" in engine.reason
+    assert not graph.recovered and "the schema took over 1.0 s to evaluate" in graph.summary
+
+
+def test_a_shallow_branching_value_is_still_judged_on_its_merits() -> None:
+    fits = '{"a": {"a": {"b": 1}, "b": 2}, "c": 3}'
+    assert repair_json(fits, _branching_schema()).verdict == "recovered"
+    misfit = repair_json('{"a": {"a": {}, "b": 2}, "c": 3}', _branching_schema())
+    assert misfit.verdict == "failed" and "is not valid under any of the given schemas" in misfit.reason
 
 
 @pytest.fixture
