@@ -10,6 +10,7 @@ import re
 import textwrap
 from typing import Literal, NamedTuple
 
+from kgot_errors.repair._strict import DATA_NODES, FENCE, OPENING_FENCE, SNIFF_PARSE_CHARS
 from kgot_errors.state import ContentKind, ErrorKind, IncidentData
 
 __all__ = ["BY_STATUS", "TYPE_TABLE", "Classification", "classify_incident", "content_kind_of", "sniff_content",
@@ -119,12 +120,10 @@ def _table_row(names: list[str]) -> tuple[str, tuple[_Kind, ContentKind | None]]
     return None
 
 
-_FENCE = re.compile(r"(?:^|\n)[ \t]*(`{3,}|~{3,})[ \t]*([\w+\-.]*)[ \t]*\n(.*?)(?:\n[ \t]*\1|\Z)", re.S)
 _CODE_LINE = re.compile(r"^\s*(def |class |import |from \S+ import |print\(|for .+:|if .+:|while .+:)", re.M)
 _JSON_INSIDE = re.compile(r"[{\[]\s*[\"\u201c'}\]]|\[\s*[-\d{\[]")
 _LEADING_COMMENTS = re.compile(r"(?:\s*(?:/\*.*?\*/|//[^\n]*\n))+\s*", re.S)
 _QUOTES = "\"'`\u201c\u201d\u2018\u2019\u00b4"
-_OPENING_FENCE = re.compile(r"(`{3,}|~{3,})[ \t]*[\w+\-.]*[ \t]*\n")
 # A traceback frame (also inside an exception group's `|` box), and the source line under it if one is shown.
 _TRACEBACK_FRAME = re.compile(r'^[ \t|]*File "([^"]*)", line (\d+)(?:, in ([^\r\n]*))?\r?\n'
                               r'((?![ \t|]*(?:File "|\[Previous line))[ \t|]+.*\n?)?', re.M)
@@ -136,11 +135,8 @@ _EXEC_CALL = re.compile(r"\b(?:exec|eval)\s*\(\s*(?:compile\s*\(\s*)?"
                         r"((?:[rRuU]|[bB][rR]?)?(?:\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'))?")
 _COMPREHENSIONS = {ast.ListComp: "<listcomp>", ast.SetComp: "<setcomp>", ast.DictComp: "<dictcomp>",
                    ast.GeneratorExp: "<genexpr>"}
-_SNIFF_PARSE_CHARS = 200_000
 
 
-_DATA_NODES = (ast.Expression, ast.Expr, ast.Module, ast.Dict, ast.List, ast.Set, ast.Tuple, ast.Constant, ast.Name,
-               ast.UnaryOp, ast.BinOp, ast.Load, ast.operator, ast.unaryop, ast.JoinedStr, ast.FormattedValue)
 
 
 _BUILTINS = frozenset(dir(builtins))
@@ -149,8 +145,8 @@ _BUILTINS = frozenset(dir(builtins))
 def _python_kind(text: str) -> str | None:
     """`code` for text that parses as Python and does something (assigns, calls, defines...), `data` for a lone
     expression of literals (a dict, a list, `"a" + "b"`: a value, not a program), None when it does not parse."""
-    if len(text) > _SNIFF_PARSE_CHARS:
-        return "code" if _CODE_LINE.search(text[:_SNIFF_PARSE_CHARS]) else None
+    if len(text) > SNIFF_PARSE_CHARS:
+        return "code" if _CODE_LINE.search(text[:SNIFF_PARSE_CHARS]) else None
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -164,7 +160,7 @@ def _python_kind(text: str) -> str | None:
         if len(tree.body) == 1 and isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) \
                 and expr.func.id not in _BUILTINS and len(expr.args) == 1 and not expr.keywords:
             expr = expr.args[0]  # JSONP: `callback([...])` wraps a value
-        if not all(isinstance(node, _DATA_NODES) for node in ast.walk(expr)):
+        if not all(isinstance(node, DATA_NODES) for node in ast.walk(expr)):
             return "code"
     return "data"
 
@@ -199,13 +195,13 @@ def sniff_content(content: str | None) -> ContentKind | None:
     comments = _LEADING_COMMENTS.match(body)
     if comments and comments.end() < len(body):
         body = body[comments.end():]  # `/* note */ {...}`: what follows the comments decides
-    whole = _FENCE.match(body) if _OPENING_FENCE.match(body) else None
+    whole = FENCE.match(body) if OPENING_FENCE.match(body) else None
     if whole is not None and not whole.group(2) and whole.end() == len(body) and whole.group(3).strip():
         body = whole.group(3).strip()  # the whole text is one unlabelled block: the block decides
-    fenced = _OPENING_FENCE.match(body) is not None  # "```python\n...\n```" ends in backticks but is no string
+    fenced = OPENING_FENCE.match(body) is not None  # "```python\n...\n```" ends in backticks but is no string
     if body[:1] in "{[" or (len(body) > 1 and body[0] in _QUOTES and body[-1] in _QUOTES and not fenced):
         return ContentKind.JSON
-    fences = [(m.group(2).lower(), m.group(3)) for m in _FENCE.finditer(body[:_SNIFF_PARSE_CHARS])]
+    fences = [(m.group(2).lower(), m.group(3)) for m in FENCE.finditer(body[:SNIFF_PARSE_CHARS])]
     if any(lang == "json" for lang, _ in fences):
         return ContentKind.JSON
     for lang, block in fences:
@@ -214,15 +210,15 @@ def sniff_content(content: str | None) -> ContentKind | None:
                 return ContentKind.PYTHON
             if block.strip()[:1] in "{[" or _python_kind(block) == "data":
                 return ContentKind.JSON  # a bare literal, `{'a': 1}` or `'hi'`: a value, not a program
-    if len(body) <= _SNIFF_PARSE_CHARS and _parses_as_json(body):
+    if len(body) <= SNIFF_PARSE_CHARS and _parses_as_json(body):
         return ContentKind.JSON
     if _mostly_container(body):
         return ContentKind.JSON  # `callback({...});`, `Answer: [...]`: a value with a little around it
     python = _python_kind(body)
     code = python == "code"
-    if not code and (python == "data" or body[:1] == '"' or _JSON_INSIDE.search(body[:_SNIFF_PARSE_CHARS])):
+    if not code and (python == "data" or body[:1] == '"' or _JSON_INSIDE.search(body[:SNIFF_PARSE_CHARS])):
         return ContentKind.JSON
-    if code or _CODE_LINE.search(body[:_SNIFF_PARSE_CHARS]):
+    if code or _CODE_LINE.search(body[:SNIFF_PARSE_CHARS]):
         return ContentKind.PYTHON
     return ContentKind.TEXT
 
@@ -231,7 +227,7 @@ def _scopes(code: str) -> list[tuple[str, int, int]]:
     """(frame name, first line, last line) of the frames that running `code` makes: `<module>` over the whole text,
     then each def, class, lambda and comprehension; none when it does not parse (then it cannot have run)."""
     last = max(1, len(code.splitlines()))
-    if len(code) > _SNIFF_PARSE_CHARS:  # too big to parse here: its defs by name, anywhere in it
+    if len(code) > SNIFF_PARSE_CHARS:  # too big to parse here: its defs by name, anywhere in it
         return [("<module>", 1, last)] + [(name, 1, last) for name in _DEF_LINE.findall(code)]
     try:
         tree = ast.parse(code)
@@ -259,7 +255,7 @@ class _Form(NamedTuple):
 def _runnable_forms(content: str) -> list[_Form]:
     """What an app may have run for `content`: the content, dedented, or one of its fenced blocks."""
     texts = dict.fromkeys([content, textwrap.dedent(content),
-                           *(m.group(3) for m in _FENCE.finditer(content[:_SNIFF_PARSE_CHARS]))])
+                           *(m.group(3) for m in FENCE.finditer(content[:SNIFF_PARSE_CHARS]))])
     return [_Form(text.splitlines(), _scopes(text)) for text in texts]
 
 

@@ -23,6 +23,7 @@ from kgot_errors.repair._strict import (
     loads_strict,
     nesting_depth,
     number_too_long,
+    program_not_data,
 )
 from kgot_errors.repair._unicode import encoder_round_trips, fix_text, fix_value_text, surrogate_changes
 
@@ -95,13 +96,14 @@ def _schema_or_reason(schema: Any) -> tuple[dict[str, Any] | bool | None, str | 
 def _bounded(layer: Any) -> Any:
     """A layer that turns a schema it cannot evaluate (a pattern past its deadline, an unresolvable
     reference) into a failed Outcome saying so, instead of raising; and a fault of the engine itself
-    into a failed Outcome naming it (logged with its traceback): a verdict, never a crash."""
+    into a failed Outcome naming it (logged with its traceback): a verdict, never a crash. Text that
+    holds no JSON to repair (an integer too long to convert, a Python program) fails with the reason."""
 
     @functools.wraps(layer)
     def run(text: str, schema: Any = None, **kwargs: Any) -> Outcome:
-        too_long = number_too_long(text) if isinstance(text, str) else None
-        if too_long:
-            return Outcome(False, reason=too_long)
+        refused = (number_too_long(text) or program_not_data(text)) if isinstance(text, str) else None
+        if refused:
+            return Outcome(False, reason=refused)
         try:
             with pattern_budget():  # one deadline for all of this layer's pattern searches
                 return layer(text, schema, **kwargs)

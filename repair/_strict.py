@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import re
@@ -185,3 +186,38 @@ def _finite(value: Any, path: str = "$", found: list[str] | None = None) -> tupl
             pairs[k] = _finite(v, f"{path}.{k}", found)[0]
         return (pairs if len(found) > before else value), found
     return value, found
+
+
+FENCE = re.compile(r"(?:^|\n)[ \t]*(`{3,}|~{3,})[ \t]*([\w+\-.]*)[ \t]*\n(.*?)(?:\n[ \t]*\1|\Z)", re.S)
+OPENING_FENCE = re.compile(r"(`{3,}|~{3,})[ \t]*[\w+\-.]*[ \t]*\n")
+SNIFF_PARSE_CHARS = 200_000
+DATA_NODES = (ast.Expression, ast.Expr, ast.Module, ast.Dict, ast.List, ast.Set, ast.Tuple, ast.Constant, ast.Name,
+               ast.UnaryOp, ast.BinOp, ast.Load, ast.operator, ast.unaryop, ast.JoinedStr, ast.FormattedValue)
+
+
+def program_not_data(text: str) -> str | None:
+    """Why `text`, handed to JSON repair, is a program and not data: the whole text (or its one ```python block)
+    parses as Python with a statement that does something (assigns, imports, defines, loops...). Picking literals
+    out of it invents a value (`x = {'a': 1}; print(x)` read as [{"a": 1}, "x"]). None for anything else: a lone
+    `name = <literal>` (the literal is the answer), expressions (`callback([...])`), `Label: {...}`, text."""
+    body = text.strip().lstrip("\ufeff").strip()
+    whole = FENCE.match(body) if OPENING_FENCE.match(body) else None
+    if whole is not None and whole.end() == len(body) and whole.group(2).lower() in ("", "python", "py", "python3"):
+        body = whole.group(3).strip()
+    if body[:1] in "{[\"" or len(body) > SNIFF_PARSE_CHARS:
+        return None
+    try:
+        tree = ast.parse(body)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    doing = [n for n in tree.body if not isinstance(n, ast.Expr | ast.Pass)
+             and not (isinstance(n, ast.AnnAssign) and n.value is None)]  # `Answer: {...}` is a label, not code
+    if not doing:
+        return None
+    lone = doing[0] if len(tree.body) == 1 else None
+    if isinstance(lone, ast.Assign | ast.AnnAssign) and all(isinstance(node, DATA_NODES)
+                                                            for node in ast.walk(lone.value)):
+        return None
+    line = (ast.get_source_segment(body, doing[0]) or type(doing[0]).__name__).splitlines()[0][:100]
+    return (f"the content is Python code, not JSON (line {doing[0].lineno}: {line}): it holds no JSON value to "
+            "repair, and literals picked out of it would be invented data")

@@ -3,6 +3,7 @@ handover, and only the content's own frames in a traceback make an execution inc
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import traceback
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from kgot_errors import recover
+from kgot_errors.repair import repair_json
 from kgot_errors.repair._classify import classify_incident, ran_content, sniff_content
 from kgot_errors.state import ContentKind, ErrorKind, Incident, Layer
 
@@ -149,3 +151,32 @@ def test_code_run_by_python_c_as_the_sandbox_runs_it_shows_its_frames():
     assert ran_content(done.stderr, code)
     beyond = done.stderr.replace("line 3,", "line 9,")  # a line the content does not have
     assert not ran_content(beyond, code)
+
+
+# --- a program handed over as broken JSON is not mined for values ---------------------------------------------
+
+PROGRAMS = [
+    "x = {'a': 1}\nprint(x)\n",  # was [{"a": 1}, "x"]: a dict and a variable's name collected into an array
+    "```python\nx = {'a': 1}\nprint(x)\n```",
+    "import json\nprint(json.dumps({'a': 1}))",
+    "for i in range(3):\n    print({'i': i})",
+    "def answer():\n    return {'a': 1}\n",
+]
+
+
+@pytest.mark.parametrize("content", PROGRAMS)
+def test_a_program_handed_over_as_a_json_failure_is_not_recovered_as_data(content: str) -> None:
+    engine = repair_json(content)
+    assert engine.verdict == "failed" and "the content is Python code, not JSON (line 1: " in engine.reason
+    result = recover(json.JSONDecodeError("Expecting value", content, 0), content=content, checkpointer=None)
+    assert not result.recovered and "the content is Python code, not JSON" in result.summary
+
+
+@pytest.mark.parametrize(("content", "value"), [
+    ('data = {"a": 1,}', {"a": 1}),  # one name bound to a literal: the literal is the answer
+    ("Answer: {'a': 1}", {"a": 1}),  # a label, which Python reads as an annotation
+    ("callback([1, 2,])", [1, 2]),
+    ("{'a': 1,}", {"a": 1}),
+])
+def test_a_value_with_a_little_python_shape_around_it_is_still_repaired(content: str, value: object) -> None:
+    assert repair_json(content).value == value
