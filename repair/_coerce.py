@@ -7,9 +7,10 @@ from typing import Any
 
 import regex
 
+from kgot_errors.errors import SchemaTimeout
 from kgot_errors.repair._outcome import Change, change
 from kgot_errors.repair._schema import fits as _fits
-from kgot_errors.repair._schema import pattern_budget, safe_search
+from kgot_errors.repair._schema import nodes, pattern_budget, ref_budget, safe_search
 
 __all__ = ["coerce_to_schema"]
 
@@ -21,24 +22,21 @@ _SCALAR_TYPES = ("integer", "number", "boolean", "string", "null")
 
 
 STEP_BUDGET = 20_000
-"""Most subschema visits and validations one coercion makes before it gives up and leaves the value as it is (the
-verdict then names what does not fit): trials of union branches and wrappers nest, and a hostile schema could
-make their number grow exponentially with depth."""
-
-
-class _OutOfSteps(Exception):
-    pass
+STEPS_PER_NODE = 20
+"""One coercion visits subschemas and validates at most STEP_BUDGET + STEPS_PER_NODE * (the value's nodes) times,
+then stops with a SchemaTimeout: trials of union branches and wrappers nest, and a hostile schema could make
+their number grow exponentially with depth."""
 
 
 class _Coercer:
-    """One coercion pass over a value; records the steps it takes. Trials share their parent's step budget; a trial
-    that unwraps a wrapper object does not unwrap again inside it (one wrapper per level, never a chain of guesses
-    that grows with depth)."""
+    """One coercion pass over a value; records the steps it takes. Trials share their parent's step budget; inside
+    a wrapper object being unwrapped, no further wrapper is (a guess inside a guess, at every level, grows
+    exponentially with depth)."""
 
     def __init__(self, root: dict[str, Any], budget: list[int] | None = None, unwrapping: bool = True) -> None:
         self.root = root
         self.steps: list[Change] = []
-        self.budget = [STEP_BUDGET] if budget is None else budget
+        self.budget = [STEP_BUDGET] if budget is None else budget  # [steps left], shared with every trial
         self.unwrapping = unwrapping
 
     def trial(self, *, unwrapping: bool | None = None) -> _Coercer:
@@ -51,7 +49,8 @@ class _Coercer:
     def spend(self) -> None:
         self.budget[0] -= 1
         if self.budget[0] < 0:
-            raise _OutOfSteps
+            raise SchemaTimeout("coercing this value towards the schema took over the step budget: its unions and "
+                                "wrapper objects branch too much to try safely")
 
     def note(self, path: str, what: str, kind: str = "coerced") -> None:
         self.steps.append(change(kind, path, what))
@@ -288,15 +287,12 @@ def coerce_to_schema(value: Any, schema: dict[str, Any] | bool | None) -> tuple[
     are matched ignoring case and surrounding spaces. Changes to the data's shape are listed as what
     they are: a lone value wrapped in an array (`added`), a one-key wrapper object or a one-item array
     around the wanted object unwrapped, properties `additionalProperties: false` forbids dropped
-    (`removed`). A value that already fits comes back unchanged with no changes, and so does one whose
-    coercion would take more than STEP_BUDGET steps.
+    (`removed`). A value that already fits comes back unchanged with no changes. A coercion that would
+    take more than its step budget (STEP_BUDGET) raises SchemaTimeout.
     """
     if schema is None or isinstance(schema, bool) or _fits(value, schema, schema):
         return value, []
-    coercer = _Coercer(schema)
-    with pattern_budget():
-        try:
-            return coercer.coerce(value, schema, "$"), coercer.steps
-        except _OutOfSteps:
-            return value, []
+    coercer = _Coercer(schema, [STEP_BUDGET + STEPS_PER_NODE * nodes(value)])
+    with pattern_budget(), ref_budget(value):
+        return coercer.coerce(value, schema, "$"), coercer.steps
 

@@ -30,7 +30,13 @@ PATTERN_TIMEOUT_S = 0.1
 """Longest a schema `pattern` may take on one string before the schema counts as unsafe to evaluate."""
 PATTERN_BUDGET_S = 1.0
 """Longest all pattern searches together may take within one pattern_budget() scope (a validation, a layer's
-repair): many strings each just under PATTERN_TIMEOUT_S must not add up to an unbounded run."""
+repair): many strings each just under PATTERN_TIMEOUT_S must not add up to an unbounded run. Only the searches'
+own time counts: a slow parse before them, or validating a long array, spends none of it."""
+REF_BUDGET = 1_000
+REF_BUDGET_PER_NODE = 10
+"""A validation follows at most REF_BUDGET + REF_BUDGET_PER_NODE * (the value's nodes) `$ref`s. References are
+the only way a schema's work can grow faster than schema size times value size (two `allOf` branches that
+each refer one level down double the work per level: 2**40 for 40 levels of a 3 KB schema)."""
 _DRAFT7_IDIOMS = ("dependencies", "definitions", "additionalItems")
 
 
@@ -41,32 +47,35 @@ _DRAFT7_IDIOMS = ("dependencies", "definitions", "additionalItems")
 
 _UNSAFE: set[str] = set()
 """Patterns that once ran past their deadline: refused at once afterwards (a batch pays for one, not each)."""
-_DEADLINE: ContextVar[float | None] = ContextVar("kgot_errors_pattern_deadline", default=None)
+_PATTERN_TIME: ContextVar[list[float] | None] = ContextVar("kgot_errors_pattern_time", default=None)
+"""[seconds of pattern search left] in the current pattern_budget() scope."""
+_REFS: ContextVar[list[Any] | None] = ContextVar("kgot_errors_ref_budget", default=None)
+"""[$refs the current validation may still follow (None until the first), the value validated]."""
 
 
 @contextlib.contextmanager
 def pattern_budget() -> Iterator[None]:
-    """Pattern searches and the descent into subschemas inside share one deadline, PATTERN_BUDGET_S from the
-    outermost scope's start (an inner scope adds no time)."""
-    if _DEADLINE.get() is not None:
+    """Pattern searches inside share PATTERN_BUDGET_S of search time (an inner scope adds none)."""
+    if _PATTERN_TIME.get() is not None:
         yield
         return
-    token = _DEADLINE.set(time.monotonic() + PATTERN_BUDGET_S)
+    token = _PATTERN_TIME.set([PATTERN_BUDGET_S])
     try:
         yield
     finally:
-        _DEADLINE.reset(token)
+        _PATTERN_TIME.reset(token)
 
 
 def safe_search(pattern: str, text: str) -> bool:
     """`pattern` searched in `text` under a deadline (the `regex` engine): PATTERN_TIMEOUT_S, or what is left of
-    the enclosing pattern_budget() if less. SchemaTimeout past it, and at once for a pattern that ran past it before
-    (the pattern that used up a budget counts as that one)."""
-    deadline = _DEADLINE.get()
-    left = PATTERN_TIMEOUT_S if deadline is None else min(PATTERN_TIMEOUT_S, deadline - time.monotonic())
+    the enclosing pattern_budget() if less. SchemaTimeout past it, and at once for a pattern that ran past its own
+    deadline before (one that only ran out of a spent budget stays usable)."""
+    budget = _PATTERN_TIME.get()
+    left = PATTERN_TIMEOUT_S if budget is None else min(PATTERN_TIMEOUT_S, budget[0])
     if pattern in _UNSAFE:
         why = f"the schema's pattern {pattern[:80]!r} ran past its deadline before"
     else:
+        started = time.monotonic()
         try:
             if left > 0:
                 return regex.search(pattern, text, timeout=left) is not None
@@ -74,15 +83,46 @@ def safe_search(pattern: str, text: str) -> bool:
             pass
         except regex.error as exc:
             raise InvalidSchema(f"the schema's pattern {pattern[:80]!r} is not a regular expression: {exc}") from None
-        if len(_UNSAFE) > 1024:
-            _UNSAFE.clear()
-        _UNSAFE.add(pattern)
+        finally:
+            if budget is not None:
+                budget[0] -= time.monotonic() - started
+        if left >= PATTERN_TIMEOUT_S:
+            if len(_UNSAFE) > 1024:
+                _UNSAFE.clear()
+            _UNSAFE.add(pattern)
         why = (f"the schema's pattern {pattern[:80]!r} took over {PATTERN_TIMEOUT_S} s on a {len(text):,}-character "
                "string" if left >= PATTERN_TIMEOUT_S else
                f"the schema's patterns took over {PATTERN_BUDGET_S} s together on this value (the last: "
                f"{pattern[:80]!r})")
     raise SchemaTimeout(f"{why}: it cannot be evaluated safely (rewrite it without nested quantifiers)",
                         pattern=pattern)
+
+
+@contextlib.contextmanager
+def ref_budget(value: Any) -> Iterator[None]:
+    """One validation of `value`: the $refs it follows are counted against REF_BUDGET (see there). Validations
+    inside an open scope (a coercion's trials) share its budget."""
+    if _REFS.get() is not None:
+        yield
+        return
+    token = _REFS.set([None, value])  # counted at the first $ref: most schemas have none
+    try:
+        yield
+    finally:
+        _REFS.reset(token)
+
+
+def nodes(value: Any) -> int:
+    """How many values `value` is made of: itself and everything inside it."""
+    count, todo = 0, [value]
+    while todo:
+        node = todo.pop()
+        count += 1
+        if isinstance(node, dict):
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
+    return count
 
 
 _NAME_MAPS = frozenset({"properties", "$defs", "definitions", "dependentSchemas", "dependencies"})
@@ -162,22 +202,24 @@ def _check_schema(cls: Any, schema: Any) -> None:
         raise jsonschema.SchemaError.create_from(error)
 _SAFE_KEYWORDS = {"pattern": _pattern, "patternProperties": _pattern_properties,
                   "additionalProperties": _additional_properties}
-_BRANCHING = ("anyOf", "oneOf", "allOf", "not", "if", "$ref", "$dynamicRef", "properties", "items", "contains")
-"""Keywords that descend into subschemas: a schema whose branches fail deep down (nested anyOf through a $ref, say)
-makes the validator's work grow exponentially with the value's depth, so each of them checks the deadline."""
 _SAFE: dict[type, type] = {}
 
 
-def _on_the_clock(keyword: Any) -> Any:
-    def bounded(validator: Any, value: Any, instance: Any, schema: Any) -> Iterator[Any]:
-        deadline = _DEADLINE.get()
-        if deadline is not None and time.monotonic() > deadline:
-            raise SchemaTimeout(f"the schema took over {PATTERN_BUDGET_S} s to evaluate on this value: its "
-                                "combinators and references (anyOf, oneOf, $ref, ...) branch too much to evaluate "
-                                "safely")
+def _counted(keyword: Any) -> Any:
+    """A `$ref` keyword that spends one of the validation's ref_budget() (unbounded outside one)."""
+    def follow(validator: Any, value: Any, instance: Any, schema: Any) -> Iterator[Any]:
+        left = _REFS.get()
+        if left is not None:
+            if left[0] is None:
+                left[0] = REF_BUDGET + REF_BUDGET_PER_NODE * nodes(left[1])
+            left[0] -= 1
+            if left[0] < 0:
+                raise SchemaTimeout("the schema's references branch too much to evaluate safely: validating this "
+                                    f"value followed over {REF_BUDGET:,} + {REF_BUDGET_PER_NODE} per node of the "
+                                    "value $refs (branches that each refer further multiply the work per level)")
         return keyword(validator, value, instance, schema)
 
-    return bounded
+    return follow
 
 
 def validator_class(schema: Any) -> type:
@@ -192,8 +234,8 @@ def validator_class(schema: Any) -> type:
     else:
         base = Draft7Validator if _uses_draft7(schema) else Draft202012Validator
     if base not in _SAFE:
-        timed = {k: _on_the_clock(base.VALIDATORS[k]) for k in _BRANCHING if k in base.VALIDATORS}
-        _SAFE[base] = validators.extend(base, {**timed, **_SAFE_KEYWORDS})
+        refs = {k: _counted(base.VALIDATORS[k]) for k in ("$ref", "$dynamicRef") if k in base.VALIDATORS}
+        _SAFE[base] = validators.extend(base, {**refs, **_SAFE_KEYWORDS})
     return _SAFE[base]
 
 
@@ -346,15 +388,16 @@ def _schema_problem(key: str) -> str | None:
         _check_refs(schema)
         validator = cls(schema, registry=_REGISTRY)
         for probe in (None, {}, [], ""):
-            any(True for _ in validator.iter_errors(probe))
+            with ref_budget(probe):
+                any(True for _ in validator.iter_errors(probe))
     except InvalidSchema as exc:
         problem = str(exc)
     except jsonschema.SchemaError as exc:
         problem = f"not a valid JSON Schema: {exc.message}"
     except referencing.exceptions.Unresolvable as exc:
         problem = f"a $ref cannot be resolved inside the schema: {exc}"
-    except RecursionError:
-        problem = "the schema's references recurse without end" if '"$ref":' in key or '"$dynamicRef":' in key \
+    except RecursionError:  # not cached: how deep the caller's stack already is decides it too
+        return "the schema's references recurse without end" if '"$ref":' in key or '"$dynamicRef":' in key \
             else "the schema nests too deep to be checked within Python's recursion limit"
     with _CACHE_LOCK:
         _PROBLEMS[key] = problem
@@ -412,7 +455,7 @@ def schema_errors(value: Any, schema: dict[str, Any] | bool | None, *, limit: in
     if schema is False:
         return ["$: the schema `false` accepts no value"]
     try:
-        with pattern_budget():
+        with pattern_budget(), ref_budget(value):
             errors = sorted(_validator(schema).iter_errors(value), key=lambda e: (len(e.absolute_path), e.json_path))
     except referencing.exceptions.Unresolvable as exc:
         raise InvalidSchema(f"a $ref cannot be resolved inside the schema: {exc}") from None
@@ -427,7 +470,7 @@ def fits(value: Any, schema: Any, root: dict[str, Any]) -> bool:
     if schema is False:
         return False
     validator = _validator(root)
-    with pattern_budget():
+    with pattern_budget(), ref_budget(value):
         return bool(validator.evolve(schema=schema).is_valid(value)) if schema is not root else \
             validator.is_valid(value)
 

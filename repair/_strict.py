@@ -195,6 +195,11 @@ DATA_NODES = (ast.Expression, ast.Expr, ast.Module, ast.Dict, ast.List, ast.Set,
                ast.UnaryOp, ast.BinOp, ast.Load, ast.operator, ast.unaryop, ast.JoinedStr, ast.FormattedValue)
 
 
+_STATEMENT_STARTS = ("import ", "from ", "def ", "class ", "for ", "while ", "if ", "with ", "try:", "return", "raise",
+                     "async ", "del ", "global ", "assert ", "match ", "@")
+"""How a top-level statement without `=` starts its line: a text with none of these and no `=` is not a program."""
+
+
 def program_not_data(text: str) -> str | None:
     """Why `text`, handed to JSON repair, is a program and not data: the whole text (or its one ```python block)
     parses as Python with a statement that does something (assigns, imports, defines, loops...). Picking literals
@@ -204,8 +209,10 @@ def program_not_data(text: str) -> str | None:
     whole = FENCE.match(body) if OPENING_FENCE.match(body) else None
     if whole is not None and whole.end() == len(body) and whole.group(2).lower() in ("", "python", "py", "python3"):
         body = whole.group(3).strip()
-    if body[:1] in "{[\"" or len(body) > SNIFF_PARSE_CHARS:
+    if not (body[:1].isidentifier() or body[:1] in "@#") or len(body) > SNIFF_PARSE_CHARS:
         return None
+    if "=" not in body and not any(line.startswith(_STATEMENT_STARTS) for line in body.split("\n")):
+        return None  # not worth a parse
     try:
         tree = ast.parse(body)
     except (SyntaxError, ValueError, RecursionError, MemoryError):

@@ -3,16 +3,20 @@ dangling or endless references and unencodable names are typed errors."""
 
 from __future__ import annotations
 
+import copy
 import http.server
+import json
+import sys
 import threading
 import time
 
 import pytest
 
 from kgot_errors import recover, recover_many
-from kgot_errors.errors import InvalidSchema
+from kgot_errors.errors import InvalidSchema, SchemaTimeout
 from kgot_errors.repair import parser_layer, unicode_layer
-from kgot_errors.repair import load_schema, repair_json
+from kgot_errors.repair import _schema, coerce_to_schema, load_schema, repair_json
+from kgot_errors.repair._schema import pattern_budget, safe_search
 
 REDOS = [r"^(a|aa)+$", r"^(a+)+b$", r"^([a-z]+)*\d$"]
 
@@ -98,9 +102,60 @@ def test_a_schema_whose_branches_multiply_with_depth_ends_at_the_deadline(broken
     engine = repair_json(text[:-1] if broken else text, _branching_schema())
     graph = recover(ValueError("x"), content=text[:-1] if broken else text, schema=_branching_schema(),
                     checkpointer=None)
-    assert time.monotonic() - started < 8.0  # 2**40 branches unbounded; about 1 s per layer that validates
-    assert engine.verdict == "failed" and "the schema took over 1.0 s to evaluate on this value" in engine.reason
-    assert not graph.recovered and "the schema took over 1.0 s to evaluate" in graph.summary
+    assert time.monotonic() - started < 8.0  # 2**40 branch visits unbounded
+    assert engine.verdict == "failed" and "the schema's references branch too much to evaluate safely" in engine.reason
+    assert not graph.recovered and "the schema's references branch too much" in graph.summary
+
+
+def test_a_small_schema_whose_references_double_per_level_is_refused_at_load_time() -> None:
+    defs = {f"d{i}": {"allOf": [{"$ref": f"#/$defs/d{i + 1}"}] * 2} for i in range(40)}
+    defs["d40"] = {"minimum": 0}
+    started = time.monotonic()
+    with pytest.raises(InvalidSchema, match="references branch too much"):
+        load_schema({"$defs": defs, "$ref": "#/$defs/d0"})  # 2**40 descents on the probe `null`
+    assert time.monotonic() - started < 2.0
+
+
+def test_long_valid_values_are_not_cut_short_by_any_clock() -> None:
+    schema = {"type": "array", "items": {"$ref": "#/$defs/item"},
+              "$defs": {"item": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}}}}}
+    text = json.dumps([{"a": i, "b": "x"} for i in range(25_000)])  # about 1 s of validation on its own
+    assert repair_json(text, schema).verdict == "recovered"
+    prose = "Here is the JSON:\n" + '{"b": 1, "a": [' + "1," * 300_000 + '1]}\nThanks.'  # a slow parse first
+    found = repair_json(prose, {"type": "object", "properties": {"b": {"type": "integer"}}, "patternProperties":
+                                {"^b$": {"type": "integer"}}})
+    assert found.verdict == "recovered" and found.value["b"] == 1
+
+
+def test_a_pattern_that_only_met_a_spent_budget_stays_usable() -> None:
+    with pattern_budget():
+        _schema._PATTERN_TIME.get()[0] = 0.0  # noqa: SLF001 - stands for a layer that spent its search time
+        with pytest.raises(SchemaTimeout, match="took over 1.0 s together"):
+            safe_search("^b$", "b")
+    assert safe_search("^b$", "b")
+
+
+def test_a_schema_refused_deep_in_a_stack_is_accepted_from_a_shallow_one() -> None:
+    schema: dict = {"type": "integer"}
+    for _ in range(60):
+        schema = {"type": "object", "properties": {"a": schema}}
+
+    def down(frames: int) -> str:
+        if frames:
+            return down(frames - 1)
+        try:
+            load_schema(copy.deepcopy(schema))
+        except InvalidSchema as exc:
+            return str(exc)
+        return "ok"
+
+    down(sys.getrecursionlimit() - 300)  # either answer: how deep the caller is may decide it
+    assert down(0) == "ok"
+
+
+def test_coercing_many_values_is_not_cut_short_by_the_step_budget() -> None:
+    value, changes = coerce_to_schema([str(i) for i in range(30_000)], {"type": "array", "items": {"type": "integer"}})
+    assert value == list(range(30_000)) and len(changes) == 30_000
 
 
 def test_a_shallow_branching_value_is_still_judged_on_its_merits() -> None:
