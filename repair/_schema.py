@@ -50,7 +50,10 @@ _UNSAFE: set[str] = set()
 _PATTERN_TIME: ContextVar[list[float] | None] = ContextVar("kgot_errors_pattern_time", default=None)
 """[seconds of pattern search left] in the current pattern_budget() scope."""
 _REFS: ContextVar[list[Any] | None] = ContextVar("kgot_errors_ref_budget", default=None)
-"""[$refs the current validation may still follow (None until the first), the value validated]."""
+"""[$refs the current validation may still follow (None until the first), the value validated, its backstop]."""
+REF_BACKSTOP_S = 10.0
+"""Longest a validation that follows `$ref`s may run, whatever the count says: one `$ref` can carry work in
+proportion to the value (an `if`/`then` that doubles per level), so the count alone bounds it only by n**2."""
 
 
 @contextlib.contextmanager
@@ -105,7 +108,7 @@ def ref_budget(value: Any) -> Iterator[None]:
     if _REFS.get() is not None:
         yield
         return
-    token = _REFS.set([None, value])  # counted at the first $ref: most schemas have none
+    token = _REFS.set([None, value, time.monotonic() + REF_BACKSTOP_S])  # counted at the first $ref: most have none
     try:
         yield
     finally:
@@ -217,6 +220,9 @@ def _counted(keyword: Any) -> Any:
                 raise SchemaTimeout("the schema's references branch too much to evaluate safely: validating this "
                                     f"value followed over {REF_BUDGET:,} + {REF_BUDGET_PER_NODE} per node of the "
                                     "value $refs (branches that each refer further multiply the work per level)")
+            if time.monotonic() > left[2]:
+                raise SchemaTimeout(f"the schema's references branch too much to evaluate safely: validating this "
+                                    f"value ran past {REF_BACKSTOP_S:g} s")
         return keyword(validator, value, instance, schema)
 
     return follow

@@ -116,6 +116,18 @@ def test_a_small_schema_whose_references_double_per_level_is_refused_at_load_tim
     assert time.monotonic() - started < 2.0
 
 
+def test_references_that_carry_work_per_item_end_at_the_backstop(monkeypatch) -> None:
+    monkeypatch.setattr(_schema, "REF_BACKSTOP_S", 0.5)
+    defs = {f"d{i}": {"if": {"type": "array", "minItems": 1}, "then": {"allOf": [{"$ref": f"#/$defs/d{i + 1}"}] * 2},
+                      "items": {"type": "integer"}} for i in range(40)}
+    defs["d40"] = {}
+    schema = {"$defs": defs, "$ref": "#/$defs/d0"}  # the doubling sits behind `if`: load_schema's probes pass
+    started = time.monotonic()
+    out = repair_json(json.dumps([0] * 300), schema)  # 19 s with the count alone, hours for 30 KB
+    assert out.verdict == "failed" and "ran past 0.5 s" in out.reason
+    assert time.monotonic() - started < 10.0
+
+
 def test_long_valid_values_are_not_cut_short_by_any_clock() -> None:
     schema = {"type": "array", "items": {"$ref": "#/$defs/item"},
               "$defs": {"item": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}}}}}
