@@ -4,10 +4,8 @@ dangling or endless references and unencodable names are typed errors."""
 from __future__ import annotations
 
 import copy
-import http.server
 import json
 import sys
-import threading
 import time
 
 import pytest
@@ -175,28 +173,6 @@ def test_a_shallow_branching_value_is_still_judged_on_its_merits() -> None:
     assert repair_json(fits, _branching_schema()).verdict == "recovered"
     misfit = repair_json('{"a": {"a": {}, "b": 2}, "c": 3}', _branching_schema())
     assert misfit.verdict == "failed" and "is not valid under any of the given schemas" in misfit.reason
-
-
-@pytest.fixture
-def listener():
-    """A loopback HTTP server that counts every request it gets (it must get none)."""
-    hits: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            hits.append(self.path)
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b'{"type": "string"}')
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", hits
-    server.shutdown()
 
 
 def test_a_remote_ref_is_never_fetched(listener) -> None:

@@ -3,8 +3,6 @@ and a remote reference under a property that happens to be named like a data key
 
 from __future__ import annotations
 
-import http.server
-import threading
 import time
 
 import pytest
@@ -74,28 +72,6 @@ def test_a_schema_that_contains_itself_is_still_refused_as_not_serialisable() ->
 
 
 # --- remote references under a property named like a data keyword ----------------------------------------------
-
-
-@pytest.fixture
-def listener():
-    """A loopback server that counts requests: a schema must never make one."""
-    hits: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            hits.append(self.path)
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b'{"type": "string"}')
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", hits
-    server.shutdown()
 
 
 @pytest.mark.parametrize("name", ["default", "enum", "const", "examples"])
