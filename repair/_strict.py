@@ -197,7 +197,14 @@ DATA_NODES = (ast.Expression, ast.Expr, ast.Module, ast.Dict, ast.List, ast.Set,
 
 _STATEMENT_STARTS = ("import ", "from ", "def ", "class ", "for ", "while ", "if ", "with ", "try:", "return", "raise",
                      "async ", "del ", "global ", "assert ", "match ", "@")
-"""How a top-level statement without `=` starts its line: a text with none of these and no `=` is not a program."""
+"""How a top-level statement without `=` starts (a line, or after a `;`): a text with none of these and no `=` is
+not a program."""
+_STATEMENT_SPLIT = re.compile(r"[\n;]").split
+
+
+def _is_data(node: ast.AST | None) -> bool:
+    """True if the expression is made of literals and names only: no call, attribute, subscript or comprehension."""
+    return node is not None and all(isinstance(n, DATA_NODES) for n in ast.walk(node))
 
 
 def program_not_data(text: str) -> str | None:
@@ -211,7 +218,7 @@ def program_not_data(text: str) -> str | None:
         body = whole.group(3).strip()
     if not (body[:1].isidentifier() or body[:1] in "@#") or len(body) > SNIFF_PARSE_CHARS:
         return None
-    if "=" not in body and not any(line.startswith(_STATEMENT_STARTS) for line in body.split("\n")):
+    if "=" not in body and not any(piece.lstrip().startswith(_STATEMENT_STARTS) for piece in _STATEMENT_SPLIT(body)):
         return None  # not worth a parse
     try:
         tree = ast.parse(body)
@@ -221,10 +228,10 @@ def program_not_data(text: str) -> str | None:
              and not (isinstance(n, ast.AnnAssign) and n.value is None)]  # `Answer: {...}` is a label, not code
     if not doing:
         return None
-    lone = doing[0] if len(tree.body) == 1 else None
-    if isinstance(lone, ast.Assign | ast.AnnAssign) and all(isinstance(node, DATA_NODES)
-                                                            for node in ast.walk(lone.value)):
-        return None
+    lone = doing[0] if len(doing) == 1 and isinstance(doing[0], ast.Assign | ast.AnnAssign) else None
+    echoes = (n.value for n in tree.body if isinstance(n, ast.Expr))
+    if lone is not None and _is_data(lone.value) and all(map(_is_data, echoes)):
+        return None  # one binding to a literal; around it only bare literals or names (`json`, an echoed `result`)
     line = (ast.get_source_segment(body, doing[0]) or type(doing[0]).__name__).splitlines()[0][:100]
     return (f"the content is Python code, not JSON (line {doing[0].lineno}: {line}): it holds no JSON value to "
             "repair, and literals picked out of it would be invented data")

@@ -161,6 +161,8 @@ PROGRAMS = [
     "import json\nprint(json.dumps({'a': 1}))",
     "for i in range(3):\n    print({'i': i})",
     "def answer():\n    return {'a': 1}\n",
+    "print(1); import os",  # one line: its second statement starts after a `;`, not a line start
+    "print({'a': 1}); del x",
 ]
 
 
@@ -176,6 +178,8 @@ def test_a_program_handed_over_as_a_json_failure_is_not_recovered_as_data(conten
     ('data = {"a": 1,}', {"a": 1}),  # one name bound to a literal: the literal is the answer
     ("Answer: {'a': 1}", {"a": 1}),  # a label, which Python reads as an annotation
     ("callback([1, 2,])", [1, 2]),
+    ('json\nresult = {"a": 1}', {"a": 1}),  # a stray fence language, then the one binding
+    ('result = {"a": 1}\nresult', {"a": 1}),  # the binding, then its name echoed as in a REPL
     ("{'a': 1,}", {"a": 1}),
 ])
 def test_a_value_with_a_little_python_shape_around_it_is_still_repaired(content: str, value: object) -> None:
