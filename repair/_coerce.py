@@ -10,7 +10,7 @@ import regex
 from kgot_errors.errors import SchemaTimeout
 from kgot_errors.repair._outcome import Change, change
 from kgot_errors.repair._schema import fits as _fits
-from kgot_errors.repair._schema import nodes, pattern_budget, ref_budget, safe_search
+from kgot_errors.repair._schema import RefBudget, nodes, pattern_budget, ref_budget, safe_search
 
 __all__ = ["coerce_to_schema"]
 
@@ -33,14 +33,20 @@ class _Coercer:
     a wrapper object being unwrapped, no further wrapper is (a guess inside a guess, at every level, grows
     exponentially with depth)."""
 
-    def __init__(self, root: dict[str, Any], budget: list[int] | None = None, unwrapping: bool = True) -> None:
+    def __init__(self, root: dict[str, Any], budget: list[int], refs: RefBudget, unwrapping: bool = True) -> None:
         self.root = root
         self.steps: list[Change] = []
-        self.budget = [STEP_BUDGET] if budget is None else budget  # [steps left], shared with every trial
+        self.budget = budget  # [steps left], shared with every trial
+        self.refs = refs  # the ref_budget() every trial's validation spends
         self.unwrapping = unwrapping
 
     def trial(self, *, unwrapping: bool | None = None) -> _Coercer:
-        return _Coercer(self.root, self.budget, self.unwrapping if unwrapping is None else unwrapping)
+        return _Coercer(self.root, self.budget, self.refs, self.unwrapping if unwrapping is None else unwrapping)
+
+    def decoded(self, parsed: Any) -> None:
+        """A JSON-encoded string in the value was decoded to `parsed`: its nodes join both budgets' work."""
+        self.budget[0] += STEPS_PER_NODE * nodes(parsed)
+        self.refs.grow(parsed)
 
     def fits(self, value: Any, schema: Any) -> bool:
         self.spend()
@@ -132,6 +138,7 @@ class _Coercer:
             if parsed is None:
                 return value
             self.note(path, "decoded a JSON-encoded object string")
+            self.decoded(parsed)
             value = parsed
         if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict):
             self.note(path, "unwrapped a one-item array around the object", "removed")
@@ -174,6 +181,7 @@ class _Coercer:
             parsed = _parse_container(value, list)
             if parsed is not None:
                 self.note(path, "decoded a JSON-encoded array string")
+                self.decoded(parsed)
                 value = parsed
         if not isinstance(value, list):
             self.note(path, "wrapped a single value in an array", "added")
@@ -292,7 +300,7 @@ def coerce_to_schema(value: Any, schema: dict[str, Any] | bool | None) -> tuple[
     """
     if schema is None or isinstance(schema, bool) or _fits(value, schema, schema):
         return value, []
-    coercer = _Coercer(schema, [STEP_BUDGET + STEPS_PER_NODE * nodes(value)])
-    with pattern_budget(), ref_budget(value):
+    with pattern_budget(), ref_budget(value, schema) as refs:
+        coercer = _Coercer(schema, [STEP_BUDGET + STEPS_PER_NODE * nodes(value)], refs)
         return coercer.coerce(value, schema, "$"), coercer.steps
 

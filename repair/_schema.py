@@ -34,9 +34,11 @@ repair): many strings each just under PATTERN_TIMEOUT_S must not add up to an un
 own time counts: a slow parse before them, or validating a long array, spends none of it."""
 REF_BUDGET = 1_000
 REF_BUDGET_PER_NODE = 10
-"""A validation follows at most REF_BUDGET + REF_BUDGET_PER_NODE * (the value's nodes) `$ref`s. References are
-the only way a schema's work can grow faster than schema size times value size (two `allOf` branches that
-each refer one level down double the work per level: 2**40 for 40 levels of a 3 KB schema)."""
+"""A validation follows at most REF_BUDGET + REF_BUDGET_PER_NODE * (the value's nodes) * (the schema's `$ref`
+sites) `$ref`s: a schema whose references do not multiply follows each site at most a few times per node (a
+union of 40 tools behind `$ref`s tries all 40 on every item). References are the only way a schema's work can
+grow faster than schema size times value size (two `allOf` branches that each refer one level down double the
+work per level: 2**40 for 40 levels of a 3 KB schema, against an allowance of about 80 * 10 per node)."""
 _DRAFT7_IDIOMS = ("dependencies", "definitions", "additionalItems")
 
 
@@ -49,8 +51,7 @@ _UNSAFE: set[str] = set()
 """Patterns that once ran past their deadline: refused at once afterwards (a batch pays for one, not each)."""
 _PATTERN_TIME: ContextVar[list[float] | None] = ContextVar("kgot_errors_pattern_time", default=None)
 """[seconds of pattern search left] in the current pattern_budget() scope."""
-_REFS: ContextVar[list[Any] | None] = ContextVar("kgot_errors_ref_budget", default=None)
-"""[$refs the current validation may still follow (None until the first), the value validated, its backstop]."""
+_REFS: ContextVar[RefBudget | None] = ContextVar("kgot_errors_ref_budget", default=None)
 REF_BACKSTOP_S = 10.0
 """Longest a validation that follows `$ref`s may run, whatever the count says: one `$ref` can carry work in
 proportion to the value (an `if`/`then` that doubles per level), so the count alone bounds it only by n**2."""
@@ -101,18 +102,72 @@ def safe_search(pattern: str, text: str) -> bool:
                         pattern=pattern)
 
 
+class RefBudget:
+    """The $refs one validation (or one coercion's trials) may still follow, sized at the first: most follow none."""
+
+    __slots__ = ("deadline", "left", "schema", "values")
+
+    def __init__(self, value: Any, schema: Any) -> None:
+        self.left: int | None = None
+        self.values, self.schema = [value], schema
+        self.deadline = time.monotonic() + REF_BACKSTOP_S
+
+    def grow(self, value: Any) -> None:
+        """`value` joins the work: a JSON-encoded string inside the value, decoded by a coercion."""
+        if self.left is None:
+            self.values.append(value)
+        else:
+            self.left += REF_BUDGET_PER_NODE * nodes(value) * ref_sites(self.schema)
+
+    def spend(self) -> None:
+        if self.left is None:
+            self.left = REF_BUDGET + REF_BUDGET_PER_NODE * sum(map(nodes, self.values)) * ref_sites(self.schema)
+            self.values = []
+        self.left -= 1
+        if self.left < 0:
+            raise SchemaTimeout("the schema's references branch too much to evaluate safely: validating this value "
+                                f"followed over {REF_BUDGET:,} + {REF_BUDGET_PER_NODE} $refs per node of the value and $ref of "
+                                "the schema (branches that each refer further multiply the work per level)")
+        if time.monotonic() > self.deadline:
+            raise SchemaTimeout("the schema's references branch too much to evaluate safely: validating this value "
+                                f"ran past {REF_BACKSTOP_S:g} s")
+
+
 @contextlib.contextmanager
-def ref_budget(value: Any) -> Iterator[None]:
-    """One validation of `value`: the $refs it follows are counted against REF_BUDGET (see there). Validations
-    inside an open scope (a coercion's trials) share its budget."""
-    if _REFS.get() is not None:
-        yield
+def ref_budget(value: Any, schema: Any) -> Iterator[RefBudget]:
+    """One validation of `value` against `schema`: the $refs it follows are counted against REF_BUDGET (see
+    there). Validations inside an open scope (a coercion's trials) share its budget."""
+    budget = _REFS.get()
+    if budget is not None:
+        yield budget
         return
-    token = _REFS.set([None, value, time.monotonic() + REF_BACKSTOP_S])  # counted at the first $ref: most have none
+    budget = RefBudget(value, schema)
+    token = _REFS.set(budget)
     try:
-        yield
+        yield budget
     finally:
         _REFS.reset(token)
+
+
+_SITES: OrderedDict[int, tuple[Any, int]] = OrderedDict()
+"""id(schema) -> (schema, how many `$ref`/`$dynamicRef` it holds)."""
+
+
+def ref_sites(schema: Any) -> int:
+    """How many `$ref` and `$dynamicRef` keywords `schema` holds (at least 1), cached per schema object."""
+    hit = _SITES.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    count, todo = 0, [schema]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            count += isinstance(node.get("$ref"), str) + isinstance(node.get("$dynamicRef"), str)
+            todo.extend(v for k, v in node.items() if k not in _DATA)
+        elif isinstance(node, list):
+            todo.extend(node)
+    _remember(_SITES, id(schema), (schema, max(count, 1)))
+    return max(count, 1)
 
 
 def nodes(value: Any) -> int:
@@ -211,18 +266,9 @@ _SAFE: dict[type, type] = {}
 def _counted(keyword: Any) -> Any:
     """A `$ref` keyword that spends one of the validation's ref_budget() (unbounded outside one)."""
     def follow(validator: Any, value: Any, instance: Any, schema: Any) -> Iterator[Any]:
-        left = _REFS.get()
-        if left is not None:
-            if left[0] is None:
-                left[0] = REF_BUDGET + REF_BUDGET_PER_NODE * nodes(left[1])
-            left[0] -= 1
-            if left[0] < 0:
-                raise SchemaTimeout("the schema's references branch too much to evaluate safely: validating this "
-                                    f"value followed over {REF_BUDGET:,} + {REF_BUDGET_PER_NODE} per node of the "
-                                    "value $refs (branches that each refer further multiply the work per level)")
-            if time.monotonic() > left[2]:
-                raise SchemaTimeout(f"the schema's references branch too much to evaluate safely: validating this "
-                                    f"value ran past {REF_BACKSTOP_S:g} s")
+        budget = _REFS.get()
+        if budget is not None:
+            budget.spend()
         return keyword(validator, value, instance, schema)
 
     return follow
@@ -394,7 +440,7 @@ def _schema_problem(key: str) -> str | None:
         _check_refs(schema)
         validator = cls(schema, registry=_REGISTRY)
         for probe in (None, {}, [], ""):
-            with ref_budget(probe):
+            with ref_budget(probe, schema):
                 any(True for _ in validator.iter_errors(probe))
     except InvalidSchema as exc:
         problem = str(exc)
@@ -461,7 +507,7 @@ def schema_errors(value: Any, schema: dict[str, Any] | bool | None, *, limit: in
     if schema is False:
         return ["$: the schema `false` accepts no value"]
     try:
-        with pattern_budget(), ref_budget(value):
+        with pattern_budget(), ref_budget(value, schema):
             errors = sorted(_validator(schema).iter_errors(value), key=lambda e: (len(e.absolute_path), e.json_path))
     except referencing.exceptions.Unresolvable as exc:
         raise InvalidSchema(f"a $ref cannot be resolved inside the schema: {exc}") from None
@@ -476,7 +522,7 @@ def fits(value: Any, schema: Any, root: dict[str, Any]) -> bool:
     if schema is False:
         return False
     validator = _validator(root)
-    with pattern_budget(), ref_budget(value):
+    with pattern_budget(), ref_budget(value, root):
         return bool(validator.evolve(schema=schema).is_valid(value)) if schema is not root else \
             validator.is_valid(value)
 

@@ -137,6 +137,31 @@ def test_long_valid_values_are_not_cut_short_by_any_clock() -> None:
     assert found.verdict == "recovered" and found.value["b"] == 1
 
 
+def _tool_union(tools: int) -> dict:
+    """A plan of steps, each one of `tools` tools behind a `$ref`, as pydantic writes a discriminated union."""
+    defs = {f"Tool{i}": {"type": "object", "properties": {"name": {"const": f"tool{i}"}, "arg": {"type": "integer"}},
+                         "required": ["name", "arg"]} for i in range(tools)}
+    union = {"oneOf": [{"$ref": f"#/$defs/Tool{i}"} for i in range(tools)],
+             "discriminator": {"propertyName": "name"}}
+    return {"$defs": defs, "type": "object", "properties": {"steps": {"type": "array", "items": union}},
+            "required": ["steps"]}
+
+
+def test_a_valid_value_under_a_wide_union_of_references_is_judged_in_full() -> None:
+    value = {"steps": [{"name": f"tool{i % 40}", "arg": i} for i in range(1_000)]}  # 40 $refs tried per step
+    text = json.dumps(value)
+    out = repair_json(text, _tool_union(40))
+    assert out.verdict == "recovered" and out.text == text and out.value == value
+
+
+def test_a_json_encoded_array_inside_the_value_brings_its_own_allowance() -> None:
+    schema = {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/$defs/item"}}},
+              "$defs": {"item": {"type": "object", "properties": {"a": {"type": "integer"}}}}}
+    inner = [{"a": i} for i in range(2_000)]
+    value, changes = coerce_to_schema({"items": json.dumps(inner)}, schema)  # the outer value is 2 nodes
+    assert value == {"items": inner} and [c["detail"] for c in changes] == ["decoded a JSON-encoded array string"]
+
+
 def test_a_pattern_that_only_met_a_spent_budget_stays_usable() -> None:
     with pattern_budget():
         _schema._PATTERN_TIME.get()[0] = 0.0  # noqa: SLF001 - stands for a layer that spent its search time
