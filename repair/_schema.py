@@ -427,13 +427,26 @@ _PROBLEMS: OrderedDict[str, str | None] = OrderedDict()
 
 
 def _schema_problem(key: str) -> str | None:
-    """Why the serialised schema is not usable, or None (cached: checks are slow)."""
+    """Why the serialised schema is not usable, or None (cached: checks are slow). How deep the caller's stack
+    already is must not decide it: a check that runs out of stack is run again on a fresh thread's, and only
+    what it finds there (the schema's references recurse without end, or nothing) is the answer."""
     with _CACHE_LOCK:
         if key in _PROBLEMS:
             _PROBLEMS.move_to_end(key)
             return _PROBLEMS[key]
+    try:
+        problem = _problem_of(key)
+    except RecursionError:
+        problem = _on_fresh_stack(_problem_of, key)
+    with _CACHE_LOCK:
+        _PROBLEMS[key] = problem
+        if len(_PROBLEMS) > 64:
+            _PROBLEMS.popitem(last=False)
+    return problem
+
+
+def _problem_of(key: str) -> str | None:
     schema = json.loads(key)
-    problem: str | None = None
     try:
         cls = validator_class(schema)
         _check_schema(cls, schema)
@@ -443,19 +456,29 @@ def _schema_problem(key: str) -> str | None:
             with ref_budget(probe, schema):
                 any(True for _ in validator.iter_errors(probe))
     except InvalidSchema as exc:
-        problem = str(exc)
+        return str(exc)
     except jsonschema.SchemaError as exc:
-        problem = f"not a valid JSON Schema: {exc.message}"
+        return f"not a valid JSON Schema: {exc.message}"
     except referencing.exceptions.Unresolvable as exc:
-        problem = f"a $ref cannot be resolved inside the schema: {exc}"
-    except RecursionError:  # not cached: how deep the caller's stack already is decides it too
-        return "the schema's references recurse without end" if '"$ref":' in key or '"$dynamicRef":' in key \
-            else "the schema nests too deep to be checked within Python's recursion limit"
-    with _CACHE_LOCK:
-        _PROBLEMS[key] = problem
-        if len(_PROBLEMS) > 64:
-            _PROBLEMS.popitem(last=False)
-    return problem
+        return f"a $ref cannot be resolved inside the schema: {exc}"
+    return None
+
+
+def _on_fresh_stack(check: Any, key: str) -> str | None:
+    """`check(key)` on a new thread, whose stack holds none of the caller's frames."""
+    found: list[str | None] = []
+
+    def run() -> None:
+        try:
+            found.append(check(key))
+        except RecursionError:
+            found.append("the schema's references recurse without end" if '"$ref":' in key or '"$dynamicRef":' in key
+                         else "the schema nests too deep to be checked within Python's recursion limit")
+
+    thread = threading.Thread(target=run, name="kgot-errors-schema-check")
+    thread.start()
+    thread.join()
+    return found[0] if found else "the schema could not be checked"
 
 
 _CACHED = 256

@@ -170,7 +170,7 @@ def test_a_pattern_that_only_met_a_spent_budget_stays_usable() -> None:
     assert safe_search("^b$", "b")
 
 
-def test_a_schema_refused_deep_in_a_stack_is_accepted_from_a_shallow_one() -> None:
+def test_a_schemas_verdict_does_not_depend_on_how_deep_the_callers_stack_is() -> None:
     schema: dict = {"type": "integer"}
     for _ in range(60):
         schema = {"type": "object", "properties": {"a": schema}}
@@ -184,8 +184,17 @@ def test_a_schema_refused_deep_in_a_stack_is_accepted_from_a_shallow_one() -> No
             return str(exc)
         return "ok"
 
-    down(sys.getrecursionlimit() - 300)  # either answer: how deep the caller is may decide it
+    assert down(sys.getrecursionlimit() - 300) == "ok"  # how deep the caller is does not decide it
     assert down(0) == "ok"
+
+
+def test_a_schema_that_recurses_without_end_is_checked_once(monkeypatch) -> None:
+    checks = []
+    monkeypatch.setattr(_schema, "_check_refs", lambda schema: checks.append(schema))
+    for _ in range(3):
+        with pytest.raises(InvalidSchema, match="recurse without end"):
+            load_schema({"$defs": {"loop": {"allOf": [{"$ref": "#/$defs/loop"}]}}, "$ref": "#/$defs/loop"})
+    assert len(checks) == 2  # once on the caller's stack, once on a fresh one; then the answer is cached
 
 
 def test_coercing_many_values_is_not_cut_short_by_the_step_budget() -> None:
