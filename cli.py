@@ -736,11 +736,12 @@ def _repair_in_workers(incidents: list[Any], skip: dict[int, Any], settings: Any
 
 def _settle(data: dict[str, Any], options: dict[str, Any]) -> tuple[Any, str] | dict[str, Any] | None:
     """(repair_json's result, the kind) for a JSON incident the deterministic layers fix; the graph's result as data
-    for one they cannot fix, when no model is configured; else None, for the main process (in a worker)."""
+    for the others, when no model is configured (its route is fixed then: nodes/_json.py takes it without
+    LangGraph); else None, for the main process (in a worker)."""
     from kgot_errors.errors import KgotError
+    from kgot_errors.nodes._json import settle_without_model, without_model
     from kgot_errors.repair import repair_json
     from kgot_errors.repair._classify import classify_incident
-    from kgot_errors.runtime.model import make_model
     from kgot_errors.state import ContentKind, ErrorKind, Incident
 
     if data.get("operation"):
@@ -753,19 +754,16 @@ def _settle(data: dict[str, Any], options: dict[str, Any]) -> tuple[Any, str] | 
     if incident.content is None or found.content_kind is not ContentKind.JSON or \
             found.kind not in (ErrorKind.SYNTAX, ErrorKind.SCHEMA):
         return None
-    settings = options["settings"]
-    repaired = repair_json(incident.content, incident.output_schema, policy=options["policy"],
-                           max_chars=options["max_chars"], max_depth=options["max_depth"])
-    if repaired.ok:
-        return repaired, str(found.kind)
-    if settings.error_recovery.escalate_to_human or make_model(settings) is not None:
+    damaged = any(note.startswith("content:") for note in incident.input_notes or ())
+    if not damaged:  # else the edge replaced some of the content: each layer's fix carries that loss (the graph's)
+        repaired = repair_json(incident.content, incident.output_schema, policy=options["policy"],
+                               max_chars=options["max_chars"], max_depth=options["max_depth"])
+        if repaired.ok:
+            return repaired, str(found.kind)
+    if not without_model(options["settings"]):
         return None
-    from kgot_errors.graph.recover import recover
-
-    try:
-        return recover(incident, checkpointer=None, settings=settings).to_data()
-    except KgotError:
-        return None
+    state = {"incident": incident.to_data(), "kind": str(found.kind), "content_kind": str(found.content_kind)}
+    return settle_without_model(state, options["settings"])  # type: ignore[arg-type]
 
 
 class _InOrder:

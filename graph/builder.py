@@ -12,22 +12,18 @@ from langgraph.runtime import Runtime
 from langgraph.types import CachePolicy
 
 from kgot_errors.graph import routing
-from kgot_errors.nodes import (
-    backoff,
-    classify,
-    finish,
-    human,
-    llm_fix,
-    parser_fix,
-    refine,
-    sandbox,
-    unicode_fix,
-    vote,
-)
 from kgot_errors.nodes._llm import provider_retry_policy
-from kgot_errors.nodes.llm_fix import CorrectionCache, correction_key
-from kgot_errors.nodes.finish import build_result
-from kgot_errors.nodes.vote import vote_sample
+from kgot_errors.nodes.backoff import backoff
+from kgot_errors.nodes.classify import classify
+from kgot_errors.nodes.finish import finish
+from kgot_errors.nodes.human import human
+from kgot_errors.nodes.llm_fix import CorrectionCache, correction_key, llm_fix
+from kgot_errors.nodes.parser_fix import parser_fix
+from kgot_errors.nodes.refine import refine
+from kgot_errors.nodes.sandbox import sandbox
+from kgot_errors.nodes.unicode_fix import unicode_fix
+from kgot_errors.nodes.vote import vote, vote_sample
+from kgot_errors.state.result import build_result
 from kgot_errors.observability.tracing import layer_node
 from kgot_errors.runtime.context import RecoveryContext
 from kgot_errors.runtime.settings import SyntaxSettings

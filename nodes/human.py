@@ -25,7 +25,7 @@ def escalation_request(state: RecoveryState) -> dict[str, Any]:
 
     Pure: the node re-runs from its top when resumed, so this must not change anything.
     """
-    from kgot_errors.nodes.finish import build_result
+    from kgot_errors.state.result import build_result
 
     incident = state["incident"]
     attempts = state.get("attempts", [])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
-from kgot_errors.nodes._base import attempt, fix_verdict, offload, proven, with_input_damage
+from kgot_errors.nodes._base import attempt, offload, with_input_damage
+from kgot_errors.nodes._json import layer_update
 from kgot_errors.runtime.context import RecoveryContext, context_of
 from kgot_errors.state import ContentKind, Layer, RecoveryState, RecoveryUpdate, Verdict
 
@@ -39,14 +40,4 @@ async def parser_fix(state: RecoveryState, runtime: Runtime[RecoveryContext]) ->
         return {"attempts": [attempt(LAYER, state, Verdict.SKIPPED,
                                      f"content is {kind or 'empty'}: nothing a parser can validate",
                                      started=started, now=ctx.clock())]}
-    evidence = {"steps": list(out.steps), "errors": list(out.errors),
-                **({"changes": list(out.changes)} if getattr(out, "changes", ()) else {})}
-    if not out.ok:
-        return {"attempts": [attempt(LAYER, state, Verdict.FAILED, out.reason or "does not validate",
-                                     validator=validator, evidence=evidence, started=started, now=ctx.clock())]}
-    reason = "valid as given" if not out.steps else "valid after " + ", ".join(out.steps)
-    return {
-        "attempts": [attempt(LAYER, state, fix_verdict(out), reason, validator=validator, evidence=evidence,
-                             candidate=out.text, started=started, now=ctx.clock())],
-        "recovered": proven(LAYER, out),
-    }
+    return layer_update(LAYER, state, out, started=started, now=ctx.clock(), validator=validator)

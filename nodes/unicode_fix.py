@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
-from kgot_errors.nodes._base import attempt, fix_verdict, offload, proven, with_input_damage
+from kgot_errors.nodes._base import attempt, offload, with_input_damage
+from kgot_errors.nodes._json import layer_update
 from kgot_errors.runtime.context import RecoveryContext, context_of
 from kgot_errors.state import ContentKind, Layer, RecoveryState, RecoveryUpdate, Verdict
 
@@ -31,15 +32,4 @@ async def unicode_fix(state: RecoveryState, runtime: Runtime[RecoveryContext]) -
     out = await offload(unicode_layer, text, state["incident"].get("output_schema"),
                         max_chars=limits.max_content_chars, max_depth=limits.max_depth, policy=limits.changes)
     out = with_input_damage(out, state, limits.changes)
-    evidence = {"steps": list(out.steps), "errors": list(out.errors),
-                **({"changes": list(out.changes)} if out.changes else {})}
-    if not out.ok:
-        return {"attempts": [attempt(LAYER, state, Verdict.FAILED, out.reason or "does not validate",
-                                     validator="json+schema", evidence=evidence, started=started,
-                                     now=ctx.clock())]}
-    reason = "valid as given" if not out.steps else "valid after " + ", ".join(out.steps)
-    return {
-        "attempts": [attempt(LAYER, state, fix_verdict(out), reason, validator="json+schema",
-                             evidence=evidence, candidate=out.text, started=started, now=ctx.clock())],
-        "recovered": proven(LAYER, out),
-    }
+    return layer_update(LAYER, state, out, started=started, now=ctx.clock())

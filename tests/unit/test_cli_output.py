@@ -202,7 +202,8 @@ def test_workers_repair_json_lines_on_processes_and_print_what_one_process_print
     schema.write_text(json.dumps({"type": "object", "required": ["title"]}))
     items = [{"id": i, "error_type": DECODE, "message": "m", "content": c}
              for i, c in enumerate(['{"title": "t",}', '{"b": 2,}', "no JSON here", "{'title': 'cut off",
-                                    '{"title": "x"}', "def f(:\n pass"] * 5)]
+                                    '{"title": "x"}', "def f(:\n pass", '{"title": "x\ud800y"}',
+                                    '{"title": "x\ud800y",}'] * 5)]  # lone surrogates: the edge replaces them
     batch = _jsonl(tmp_path / "in.jsonl", *items, {"id": "op", "error_type": "TimeoutError", "message": "t"})
     one = _cli("repair", "--jsonl", batch, "--schema", str(schema), "--no-checkpoint", env=env, timeout=180)
     two = _cli("repair", "--jsonl", batch, "--schema", str(schema), "--no-checkpoint", "--workers", "2", env=env,
@@ -218,4 +219,4 @@ def test_workers_repair_json_lines_on_processes_and_print_what_one_process_print
         return lines
 
     assert comparable(two) == comparable(one)
-    assert [x["id"] for x in comparable(two)] == [*range(30), "op"]
+    assert [x["id"] for x in comparable(two)] == [*range(40), "op"]
