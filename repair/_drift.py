@@ -88,6 +88,7 @@ def _library_changes(source: str, value: Any) -> list[Change]:
         with contextlib.suppress(ValueError):
             numbers.add(float(m.group().replace("_", "")))
     empties = len(_EMPTY_STRING.findall(source))
+    across = _Across(source)
     todo: list[tuple[Any, str]] = [(value, "$")]
     while todo and len(changes) < 20:
         v, path = todo.pop()
@@ -105,6 +106,8 @@ def _library_changes(source: str, value: Any) -> list[Change]:
                     changes.append(change("added", path, "an empty string that is not in the text"))
             elif not _in_text(v, words, source):
                 changes.append(change("added", path, f"a string that is not in the text ({_short(v)})"))
+            elif "," in v and across.commas(v):
+                changes.append(change("added", path, f"a string read across the text's commas ({_short(v)})"))
         elif isinstance(v, bool):
             if not ({"true", "yes"} if v else {"false", "no"}) & words.keys():
                 changes.append(change("added", path, f"{str(v).lower()}, which the text does not say"))
@@ -180,6 +183,36 @@ def _value_words(value: Any) -> set[str]:
         else:
             found.update(_words(json.dumps(v)))
     return found
+
+
+_QUOTED = re.compile(r""""((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)'""", re.S)
+_SPACE = re.compile(r"\s+")
+
+
+class _Across:
+    """Whether a string value with a comma stands unquoted in the text: members (`1, b c: 2`) read as one string,
+    so the text's keys and values are neither kept nor said to be gone. (A colon alone is a timestamp's.) The
+    text is scanned once; at most LOOKS values are looked for in it (a quoted string never needs it)."""
+
+    LOOKS = 20
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.quoted: set[str] | None = None
+        self.compact: str | None = None
+        self.looks = self.LOOKS
+
+    def commas(self, value: str) -> bool:
+        if self.quoted is None:
+            self.quoted = {a or b for a, b in _QUOTED.findall(self.source)}
+        if value in self.quoted or self.looks <= 0:
+            return False
+        self.looks -= 1
+        if self.compact is None:
+            self.compact = _SPACE.sub("", self.source)  # json_repair drops the spaces after commas
+        wanted = _SPACE.sub("", value)
+        at = self.compact.find(wanted)
+        return at >= 0 and self.compact[at - 1 : at] not in QUOTES
 
 
 def _in_text(text: str, words: Counter[str], source: str) -> bool:

@@ -379,6 +379,9 @@ REFUSED = [
     ('[{"b": ["x",] 1]}, {"d": [null, "x"]}, 1, 2]', None, "removed"),
     ("{a}", None, "added"),  # json_repair read it as ["a}"]
     ('{"a",: [2, "x"], "b": 1}', None, "added"),
+    # Members read into one string value: json_repair's {"a": "1,b c: 2"} and {"a": 1, "b": "2,c"}.
+    ("{a: 1, b c: 2}", None, "added"),
+    ("{a: 1, b: 2, c}", None, "added"),
 ]
 
 
