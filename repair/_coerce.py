@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import regex
@@ -33,15 +34,18 @@ class _Coercer:
     a wrapper object being unwrapped, no further wrapper is (a guess inside a guess, at every level, grows
     exponentially with depth)."""
 
-    def __init__(self, root: dict[str, Any], budget: list[int], refs: RefBudget, unwrapping: bool = True) -> None:
+    def __init__(self, root: dict[str, Any], budget: list[int], refs: RefBudget, unwrapping: bool = True,
+                 misfits: _Misfits | None = None) -> None:
         self.root = root
         self.steps: list[Change] = []
         self.budget = budget  # [steps left], shared with every trial
         self.refs = refs  # the ref_budget() every trial's validation spends
         self.unwrapping = unwrapping
+        self.misfits = misfits  # where the schema's errors are (None: anywhere, look at everything)
 
     def trial(self, *, unwrapping: bool | None = None) -> _Coercer:
-        return _Coercer(self.root, self.budget, self.refs, self.unwrapping if unwrapping is None else unwrapping)
+        return _Coercer(self.root, self.budget, self.refs, self.unwrapping if unwrapping is None else unwrapping,
+                        self.misfits)
 
     def decoded(self, parsed: Any) -> None:
         """A JSON-encoded string in the value was decoded to `parsed`: its nodes join both budgets' work."""
@@ -79,6 +83,16 @@ class _Coercer:
         return schema
 
     def coerce(self, value: Any, schema: Any, path: str) -> Any:
+        misfits = self.misfits
+        if misfits is not None:
+            if path not in misfits.around:
+                return value  # no error here, above or below: it fits where it is
+            if path in misfits.at:  # an error here: any part of it may need work
+                self.misfits = None
+                try:
+                    return self.coerce(value, schema, path)
+                finally:
+                    self.misfits = misfits
         self.spend()
         schema = self.resolve(schema)
         if not isinstance(schema, dict) or not schema:
@@ -163,10 +177,10 @@ class _Coercer:
 
     def unwrap(self, value: dict[str, Any], schema: dict[str, Any], path: str) -> Any:
         """Unwrap `{"data": {...}}` when the schema wants the inner object and the wrapper misfits."""
-        if not self.unwrapping or len(value) != 1 or self.fits(value, schema):
+        if not self.unwrapping or len(value) != 1:
             return value
         (key, inner), = value.items()
-        if not isinstance(inner, dict):
+        if not isinstance(inner, dict) or self.fits(value, schema):  # the cheap test first: fits() is a validation
             return value
         trial = self.trial(unwrapping=False)
         candidate = trial.to_object(inner, schema, path)
@@ -218,6 +232,23 @@ class _Coercer:
             return value
         self.note(path, f"matched {_short(value)} to enum value {_short(matches[0])}")
         return matches[0]
+
+
+class _Misfits:
+    """Where a value's schema errors are, as the coercer writes paths (`$.steps[7]`): `at` the errors' own
+    places, `around` those and every place above them. A part not around any error fits, and so does
+    everything under it: the coercion leaves it alone (a 1,000-item array with one bad item costs one item)."""
+
+    def __init__(self, paths: Iterable[tuple[str | int, ...]]) -> None:
+        self.at: set[str] = set()
+        self.around: set[str] = set()
+        for parts in paths:
+            path = "$"
+            self.around.add(path)
+            for part in parts:
+                path += f"[{part}]" if isinstance(part, int) else f".{part}"
+                self.around.add(path)
+            self.at.add(path)
 
 
 class _Missing:
@@ -287,7 +318,8 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def coerce_to_schema(value: Any, schema: dict[str, Any] | bool | None) -> tuple[Any, list[Change]]:
+def coerce_to_schema(value: Any, schema: dict[str, Any] | bool | None, *,
+                     misfits: Iterable[tuple[str | int, ...]] | None = None) -> tuple[Any, list[Change]]:
     """Conservatively coerce `value` towards `schema`; returns (value, the changes made).
 
     Only parts that do not fit are touched. Lossless coercions (`coerced`): numeric strings become
@@ -296,11 +328,13 @@ def coerce_to_schema(value: Any, schema: dict[str, Any] | bool | None) -> tuple[
     they are: a lone value wrapped in an array (`added`), a one-key wrapper object or a one-item array
     around the wanted object unwrapped, properties `additionalProperties: false` forbids dropped
     (`removed`). A value that already fits comes back unchanged with no changes. A coercion that would
-    take more than its step budget (STEP_BUDGET) raises SchemaTimeout.
+    take more than its step budget (STEP_BUDGET) raises SchemaTimeout. `misfits`: the paths of every
+    schema error of the value (schema_report's), when known; the value is then known not to fit, and
+    only the parts at or above an error are looked at.
     """
-    if schema is None or isinstance(schema, bool) or _fits(value, schema, schema):
+    if schema is None or isinstance(schema, bool) or (misfits is None and _fits(value, schema, schema)):
         return value, []
     with pattern_budget(), ref_budget(value, schema) as refs:
-        coercer = _Coercer(schema, [STEP_BUDGET + STEPS_PER_NODE * nodes(value)], refs)
+        coercer = _Coercer(schema, [STEP_BUDGET + STEPS_PER_NODE * nodes(value)], refs,
+                           misfits=_Misfits(misfits) if misfits is not None else None)
         return coercer.coerce(value, schema, "$"), coercer.steps
-

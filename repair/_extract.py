@@ -25,7 +25,7 @@ from kgot_errors.repair._normalise import (
     _reaches_end,
 )
 from kgot_errors.repair._outcome import REFUSE, Change, change, describe, disposition
-from kgot_errors.repair._schema import schema_errors, without_patterns
+from kgot_errors.repair._schema import schema_errors, schema_report, without_patterns
 from kgot_errors.repair._strict import DEFAULT_MAX_DEPTH, _finite, is_strict_json, loads_strict, nesting_depth
 from kgot_errors.repair._unicode import fix_value_text, surrogate_changes
 
@@ -181,24 +181,26 @@ def _finish(value: Any, pool: _Pool, *, plain: bool = False) -> tuple[Any, list[
     if changed:
         steps.append("decoded a JSON document encoded as a string")
         changes.append(change("coerced", "$", "decoded a JSON document encoded as a string"))
-    errors = schema_errors(value, schema)
+    errors, where = schema_report(value, schema)
     if (pool.text_fixes or errors) and not plain:
         fixed, text_steps = fix_value_text(value)
         if text_steps and (pool.text_fixes or not schema_errors(fixed, schema, limit=1)):
             value = fixed
             steps.extend(text_steps)
             changes += surrogate_changes(text_steps)
-            errors = schema_errors(value, schema)
+            errors, where = schema_report(value, schema)
     if not plain and not is_strict_json(value):  # `"\\ud800"`, which the text fixes above were not for
         value, text_steps = fix_value_text(value, surrogates_only=True)
         steps.extend(text_steps)
         changes += surrogate_changes(text_steps)
-        errors = schema_errors(value, schema)
+        errors, where = schema_report(value, schema)
     if errors:
-        value, coerced = coerce_to_schema(value, schema)
-        steps.extend(describe(coerced))
-        changes.extend(coerced)
-        errors = schema_errors(value, schema)
+        coerced_value, coerced = coerce_to_schema(value, schema, misfits=where)
+        if coerced:  # else nothing changed: the errors stand as they are
+            value = coerced_value
+            steps.extend(describe(coerced))
+            changes.extend(coerced)
+            errors = schema_errors(value, schema)
     return value, steps, errors, changes
 
 

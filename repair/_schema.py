@@ -23,7 +23,7 @@ from referencing import Registry
 from kgot_errors.errors import InvalidSchema, SchemaTimeout
 from kgot_errors.repair._strict import nesting_depth
 
-__all__ = ["fits", "load_schema", "pattern_budget", "safe_search", "schema_errors", "validator_class"]
+__all__ = ["fits", "load_schema", "pattern_budget", "safe_search", "schema_errors", "schema_report", "validator_class"]
 
 MAX_ERRORS = 10
 PATTERN_TIMEOUT_S = 0.1
@@ -525,10 +525,17 @@ def schema_errors(value: Any, schema: dict[str, Any] | bool | None, *, limit: in
 
     A schema that cannot be evaluated on this value (a pattern past its deadline, a reference that
     does not resolve, references recursing without end) raises InvalidSchema (SchemaTimeout)."""
+    return schema_report(value, schema, limit=limit)[0]
+
+
+def schema_report(value: Any, schema: dict[str, Any] | bool | None, *,
+                  limit: int = MAX_ERRORS) -> tuple[list[str], list[tuple[str | int, ...]]]:
+    """schema_errors' messages, and where in the value every error is (its path, as keys and indexes): what
+    a coercion needs to look at."""
     if schema is None or schema is True:
-        return []
+        return [], []
     if schema is False:
-        return ["$: the schema `false` accepts no value"]
+        return ["$: the schema `false` accepts no value"], [()]
     try:
         with pattern_budget(), ref_budget(value, schema):
             errors = sorted(_validator(schema).iter_errors(value), key=lambda e: (len(e.absolute_path), e.json_path))
@@ -536,7 +543,7 @@ def schema_errors(value: Any, schema: dict[str, Any] | bool | None, *, limit: in
         raise InvalidSchema(f"a $ref cannot be resolved inside the schema: {exc}") from None
     except RecursionError:
         raise InvalidSchema("the schema's references recurse without end on this value") from None
-    return [f"{e.json_path}: {e.message}" for e in errors[:limit]]
+    return [f"{e.json_path}: {e.message}" for e in errors[:limit]], [tuple(e.absolute_path) for e in errors]
 
 
 def fits(value: Any, schema: Any, root: dict[str, Any]) -> bool:

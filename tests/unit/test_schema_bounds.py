@@ -202,6 +202,35 @@ def test_coercing_many_values_is_not_cut_short_by_the_step_budget() -> None:
     assert value == list(range(30_000)) and len(changes) == 30_000
 
 
+def test_a_coercion_looks_only_where_the_schema_found_errors(monkeypatch) -> None:
+    from kgot_errors.repair import _coerce
+
+    monkeypatch.setattr(_coerce, "STEP_BUDGET", 50)  # far fewer steps than the array has items
+    monkeypatch.setattr(_coerce, "STEPS_PER_NODE", 0)
+    schema = {"type": "object", "properties": {"steps": {"type": "array", "items": {"$ref": "#/$defs/step"}}},
+              "$defs": {"step": {"type": "object", "properties": {"arg": {"type": "integer"}}}}}
+    value = {"steps": [{"arg": i} for i in range(1_000)]}
+    value["steps"][7]["arg"] = "7"
+    out = repair_json(json.dumps(value), schema)
+    assert out.verdict == "recovered" and out.value["steps"] == [{"arg": i} for i in range(1_000)]
+    assert [c["path"] for c in out.changes] == ["$.steps[7].arg"]
+
+
+@pytest.mark.parametrize(("value", "schema", "fixed"), [
+    ({"data": {"n": "1"}}, {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
+     {"n": 1}),  # the error is at the root: all of it is looked at, the wrapper too
+    ({"a": {"b": ["1", 2]}, "c": "x"}, {"properties": {"a": {"properties": {"b": {"items": {"type": "integer"}}}}}},
+     {"a": {"b": [1, 2]}, "c": "x"}),
+    ([{"k": "1"}, {"k": 2}], {"items": {"properties": {"k": {"type": "integer"}}}, "uniqueItems": True},
+     [{"k": 1}, {"k": 2}]),
+])
+def test_a_coercion_told_where_the_errors_are_finds_what_a_full_one_finds(value, schema, fixed) -> None:
+    from kgot_errors.repair._schema import schema_report
+
+    where = schema_report(value, schema)[1]
+    assert coerce_to_schema(value, schema, misfits=where)[0] == coerce_to_schema(value, schema)[0] == fixed
+
+
 def test_a_shallow_branching_value_is_still_judged_on_its_merits() -> None:
     fits = '{"a": {"a": {"b": 1}, "b": 2}, "c": 3}'
     assert repair_json(fits, _branching_schema()).verdict == "recovered"
