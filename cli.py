@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -614,7 +615,7 @@ def _incident_fields() -> frozenset[str]:
 def _jsonl_lines(name: str, defaults: dict[str, Any],
                  max_depth: int) -> Iterator[tuple[dict[str, Any] | None, dict[str, Any], Any]]:
     """(incident, passed-through fields, None) for each line: fields an Incident does not have travel to the output.
-    A line nested deeper than `max_depth` is not parsed: (None, {}, its invalid result)."""
+    A line nested deeper than `max_depth` is not parsed: (None, its top-level scalar fields, its invalid result)."""
     from kgot_errors.repair._strict import nesting_depth
 
     raw = _read_input(name)
@@ -623,28 +624,85 @@ def _jsonl_lines(name: str, defaults: dict[str, Any],
     for number, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
         if not line.strip():
             continue
-        if nesting_depth(line, limit=max_depth) > max_depth:
-            yield None, {}, _too_deep(f"{name}:{number}", f"max_depth ({max_depth:,}) levels")
-            continue
+        where = f"{name}:{number}"
+        too_deep = f"max_depth ({max_depth:,}) levels" if nesting_depth(line, limit=max_depth) > max_depth else ""
         try:
-            item = json.loads(line)
+            item = _passed_scalars(line) if too_deep else json.loads(line)
         except RecursionError:  # a max_depth set beyond what Python's parser goes
-            yield None, {}, _too_deep(f"{name}:{number}", "Python's JSON parser can read")
-            continue
+            item, too_deep = _passed_scalars(line), "Python's JSON parser can read"
         except ValueError as exc:
-            raise _Usage(f"{name}:{number}: not a JSON object: {exc}") from None
+            raise _Usage(f"{where}: not a JSON object: {exc}") from None
         if not isinstance(item, dict):
-            raise _Usage(f"{name}:{number}: not a JSON object but {type(item).__name__}")
+            raise _Usage(f"{where}: not a JSON object but {type(item).__name__}")
+        extra = {k: v for k, v in item.items() if k not in known}
+        clash = sorted(set(extra) & _result_fields())
+        if clash:  # it would be overwritten by the result's own field on the output line
+            raise _Usage(f"{where}: field {clash[0]!r} cannot be passed through: the result has a field "
+                         "of that name (rename it, e.g. to 'request_id')")
+        if too_deep:
+            yield None, extra, _too_deep(where, too_deep)
+            continue
         incident = {k: v for k, v in item.items() if k in known}
         for field, value in defaults.items():
             if incident.get(field) is None and value is not None and value != "":
                 incident[field] = value
-        extra = {k: v for k, v in item.items() if k not in known}
-        clash = sorted(set(extra) & _result_fields())
-        if clash:  # it would be overwritten by the result's own field on the output line
-            raise _Usage(f"{name}:{number}: field {clash[0]!r} cannot be passed through: the result has a field "
-                         "of that name (rename it, e.g. to 'request_id')")
         yield incident, extra, None
+
+
+_SCALAR_DECODER = json.JSONDecoder()
+
+
+def _passed_scalars(line: str) -> dict[str, Any]:
+    """The top-level members of a line too deep to parse whose values are scalars (an `id` to pass through): read
+    member by member, containers skipped by counting brackets, never by recursion. {} for a line that is not an
+    object, and what was read before anything unreadable."""
+    found: dict[str, Any] = {}
+    decode, at = _SCALAR_DECODER.raw_decode, line.find("{") + 1
+    if not at or line[: at - 1].strip():
+        return found
+    while True:
+        at = _skip_space(line, at)
+        if at >= len(line) or line[at] != '"':
+            return found
+        try:
+            key, at = decode(line, at)
+            at = _skip_space(line, at)
+            if line[at : at + 1] != ":":
+                return found
+            at = _skip_space(line, at + 1)
+            if line[at : at + 1] in ("{", "["):
+                at = _past_container(line, at)
+            else:
+                found[key], at = decode(line, at)
+        except ValueError:
+            return found
+        at = _skip_space(line, at)
+        if line[at : at + 1] != ",":
+            return found
+        at += 1
+
+
+def _skip_space(text: str, at: int) -> int:
+    while at < len(text) and text[at] in " \t\r\n":
+        at += 1
+    return at
+
+
+_BRACKET_OR_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
+
+
+def _past_container(text: str, at: int) -> int:
+    """The index just past the container opening at `at` (strings inside skipped); ValueError if it never closes."""
+    depth = 0
+    for m in _BRACKET_OR_STRING.finditer(text, at):
+        token = m.group()
+        if token in ("[", "{"):
+            depth += 1
+        elif token in ("]", "}"):
+            depth -= 1
+            if depth == 0:
+                return m.end()
+    raise ValueError("unclosed container")
 
 
 def _too_deep(where: str, than: str) -> Any:
@@ -763,7 +821,10 @@ def _settle(data: dict[str, Any], options: dict[str, Any]) -> tuple[Any, str] | 
     if not without_model(options["settings"]):
         return None
     state = {"incident": incident.to_data(), "kind": str(found.kind), "content_kind": str(found.content_kind)}
-    return settle_without_model(state, options["settings"])  # type: ignore[arg-type]
+    try:
+        return settle_without_model(state, options["settings"])  # type: ignore[arg-type]
+    except KgotError:
+        return None  # the graph in the main process makes it this incident's result
 
 
 class _InOrder:

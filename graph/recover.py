@@ -217,9 +217,7 @@ def _runtime(settings: Settings | None, model: Any, sandbox: Any, operations: Ma
 
 def _too_large(incident: Incident, ctx: RecoveryContext) -> RecoveryResult | None:
     """The result for content over max_content_chars (None when it is within): no layer, no thread, nothing stored."""
-    limit = ctx.settings.syntax_error_management.max_content_chars
-    size = len(incident.content or "")
-    return RecoveryResult.too_large(f"the content ({size:,} characters)", limit) if size > limit else None
+    return RecoveryResult.refused_as_too_large(incident.content, ctx.settings.syntax_error_management.max_content_chars)
 
 
 def _checked(incident: Incident, ctx: RecoveryContext) -> Incident:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from kgot_errors.nodes._base import NO_MODEL, attempt, fix_verdict, proven, with_input_damage
 from kgot_errors.state import Layer, RecoveryState, RecoveryUpdate, Verdict
-from kgot_errors.state.result import build_result
+from kgot_errors.state.result import RecoveryResult, build_result
 
 if TYPE_CHECKING:
     from kgot_errors.runtime.settings import Settings
@@ -53,12 +53,16 @@ def without_model(settings: Settings) -> bool:
 def settle_without_model(state: RecoveryState, settings: Settings,
                          clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
     """The result (as data) the graph gives a classified JSON incident (`content_kind` json, kind syntax or schema)
-    under settings for which without_model() holds: unicode_fix, then parser_fix, each ending the incident if it
-    proves a fix; else llm_fix, refine and vote each record `skipped` (no model) and finish writes the result."""
+    under settings for which without_model() holds: content over max_content_chars refused before any layer;
+    else unicode_fix, then parser_fix, each ending the incident if it proves a fix; else llm_fix, refine and vote
+    each record `skipped` (no model) and finish writes the result."""
     from kgot_errors.repair._layers import parser_layer, unicode_layer
 
     limits = settings.syntax_error_management
     incident = state["incident"]
+    refused = RecoveryResult.refused_as_too_large(incident["content"], limits.max_content_chars)
+    if refused is not None:  # as recover() refuses it: before any layer
+        return refused.to_data()
     state = {**state, "attempts": list(state.get("attempts", ()))}
     for layer, repair in ((Layer.UNICODE_FIX, unicode_layer), (Layer.PARSER_FIX, parser_layer)):
         started = clock()

@@ -69,6 +69,12 @@ class RecoveryResult(BaseModel):
                            "characters, the size limit; it was neither parsed nor stored")
 
     @classmethod
+    def refused_as_too_large(cls, content: str | None, limit: int) -> RecoveryResult | None:
+        """too_large's result for content over `limit` characters (max_content_chars); None when it is within."""
+        size = len(content or "")
+        return cls.too_large(f"the content ({size:,} characters)", limit) if size > limit else None
+
+    @classmethod
     def from_data(cls, data: dict[str, Any], *, thread_id: str | None = None) -> RecoveryResult:
         if thread_id is not None:
             data = {**data, "thread_id": thread_id}

@@ -102,7 +102,8 @@ def test_inline_leaves_a_valid_file_byte_for_byte_and_its_time_too(env, tmp_path
 
 
 def test_a_jsonl_line_nested_past_max_depth_is_an_invalid_result_in_its_place(env, tmp_path):
-    deep = '{"error_type": "%s", "message": "m", "content": "x", "deep": %s}' % (DECODE, "[" * 20_000 + "]" * 20_000)
+    deep = '{"id": "r2", "error_type": "%s", "message": "m", "content": "x", "deep": %s, "n": 7}' % (
+        DECODE, "[" * 20_000 + "]" * 20_000)
     batch = tmp_path / "in.jsonl"
     batch.write_text(json.dumps({"error_type": DECODE, "message": "m", "content": "[1,]"}) + "\n" + deep + "\n"
                      + json.dumps({"error_type": DECODE, "message": "m", "content": "[2,]"}) + "\n")
@@ -113,6 +114,7 @@ def test_a_jsonl_line_nested_past_max_depth_is_an_invalid_result_in_its_place(en
         assert [x["recovered"] for x in lines] == [True, False, True] and lines[2]["value"] == [2]
         assert lines[1]["outcome"] == "invalid" and f"{batch}:2: the line nests deeper than max_depth (512) levels" \
             in lines[1]["summary"]
+        assert lines[1]["id"] == "r2" and lines[1]["n"] == 7  # its passed-through scalars, read without the depth
         assert "Traceback" not in out.stderr.decode()
 
 

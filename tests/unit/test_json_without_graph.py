@@ -72,3 +72,12 @@ def test_every_corpus_case_and_the_damaged_inputs_end_as_the_graph_ends_them() -
 ])
 def test_settings_that_change_the_route_are_left_to_the_graph(changes: dict) -> None:
     assert not without_model(Settings.model_validate(changes))
+
+
+def test_content_over_the_size_limit_is_refused_before_any_layer_as_the_graph_refuses_it() -> None:
+    settings = Settings.model_validate({"syntax_error_management": {"max_content_chars": 20}})
+    incident = Incident.parse({"error_type": DECODE, "message": "m", "content": '{"a": 1, "b": 2, "c": 3,}'})
+    graph = recover(incident, checkpointer=None, settings=settings).to_data()
+    assert graph["attempts"] == [] and "holds more than max_content_chars (20)" in graph["summary"]
+    assert _comparable(_without_graph(incident, settings)) == _comparable(graph)
+
