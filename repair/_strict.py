@@ -230,8 +230,8 @@ def program_not_data(text: str) -> str | None:
         return None
     lone = doing[0] if len(doing) == 1 and isinstance(doing[0], ast.Assign | ast.AnnAssign) else None
     echoes = (n.value for n in tree.body if isinstance(n, ast.Expr))
-    if lone is not None and _is_data(lone.value) and all(map(_is_data, echoes)):
-        return None  # one binding to a literal; around it only bare literals or names (`json`, an echoed `result`)
+    if lone is not None and _is_data(lone.value) and all(isinstance(e, ast.Name) for e in echoes):
+        return None  # one binding to a literal; around it only bare names (`json`, an echoed `result`)
     line = (ast.get_source_segment(body, doing[0]) or type(doing[0]).__name__).splitlines()[0][:100]
     return (f"the content is Python code, not JSON (line {doing[0].lineno}: {line}): it holds no JSON value to "
             "repair, and literals picked out of it would be invented data")

@@ -163,6 +163,12 @@ PROGRAMS = [
     "def answer():\n    return {'a': 1}\n",
     "print(1); import os",  # one line: its second statement starts after a `;`, not a line start
     "print({'a': 1}); del x",
+    # one binding with other literals around it: not "the literal is the answer" (review finding)
+    'result = {"a": 1}\nNone',
+    'x = [1, 2]\n"done"',
+    'result = {"a": 1}\n{"b": 2}',
+    'a = 1\n{"b": 2}',
+    'x = {"a": 1}\nx + 1',
 ]
 
 
