@@ -34,11 +34,11 @@ repair): many strings each just under PATTERN_TIMEOUT_S must not add up to an un
 own time counts: a slow parse before them, or validating a long array, spends none of it."""
 REF_BUDGET = 1_000
 REF_BUDGET_PER_NODE = 10
-"""A validation follows at most REF_BUDGET + REF_BUDGET_PER_NODE * (the value's nodes) * (the schema's `$ref`
-sites) `$ref`s: a schema whose references do not multiply follows each site at most a few times per node (a
-union of 40 tools behind `$ref`s tries all 40 on every item). References are the only way a schema's work can
-grow faster than schema size times value size (two `allOf` branches that each refer one level down double the
-work per level: 2**40 for 40 levels of a 3 KB schema, against an allowance of about 80 * 10 per node)."""
+"""A validation follows at most REF_BUDGET + REF_BUDGET_PER_NODE * (the value's nodes) * (the schema's ref_width:
+how many `$ref`s one instance may try side by side) `$ref`s: a union of 40 tools behind `$ref`s tries all 40 on
+every item. References are the only way a schema's work can grow faster than schema size times value size (two
+`allOf` branches that each refer one level down double the work per level: 2**40 for 40 levels of a 3 KB
+schema, against an allowance of 2 * 10 per node)."""
 _DRAFT7_IDIOMS = ("dependencies", "definitions", "additionalItems")
 
 
@@ -117,17 +117,18 @@ class RefBudget:
         if self.left is None:
             self.values.append(value)
         else:
-            self.left += REF_BUDGET_PER_NODE * nodes(value) * ref_sites(self.schema)
+            self.left += REF_BUDGET_PER_NODE * nodes(value) * ref_width(self.schema)
 
     def spend(self) -> None:
         if self.left is None:
-            self.left = REF_BUDGET + REF_BUDGET_PER_NODE * sum(map(nodes, self.values)) * ref_sites(self.schema)
+            self.left = REF_BUDGET + REF_BUDGET_PER_NODE * sum(map(nodes, self.values)) * ref_width(self.schema)
             self.values = []
         self.left -= 1
         if self.left < 0:
             raise SchemaTimeout("the schema's references branch too much to evaluate safely: validating this value "
-                                f"followed over {REF_BUDGET:,} + {REF_BUDGET_PER_NODE} $refs per node of the value and $ref of "
-                                "the schema (branches that each refer further multiply the work per level)")
+                                f"followed over {REF_BUDGET:,} + {REF_BUDGET_PER_NODE} $refs per node of the value and "
+                                "branch of the schema's widest union (branches that each refer further multiply the "
+                                "work per level)")
         if time.monotonic() > self.deadline:
             raise SchemaTimeout("the schema's references branch too much to evaluate safely: validating this value "
                                 f"ran past {REF_BACKSTOP_S:g} s")
@@ -149,25 +150,37 @@ def ref_budget(value: Any, schema: Any) -> Iterator[RefBudget]:
         _REFS.reset(token)
 
 
-_SITES: OrderedDict[int, tuple[Any, int]] = OrderedDict()
-"""id(schema) -> (schema, how many `$ref`/`$dynamicRef` it holds)."""
+_WIDTHS: OrderedDict[int, tuple[Any, int]] = OrderedDict()
+"""id(schema) -> (schema, its ref_width)."""
+_BRANCHES = ("anyOf", "oneOf", "allOf", "prefixItems", "items")
 
 
-def ref_sites(schema: Any) -> int:
-    """How many `$ref` and `$dynamicRef` keywords `schema` holds (at least 1), cached per schema object."""
-    hit = _SITES.get(id(schema))
+def ref_width(schema: Any) -> int:
+    """The most `$ref`s one instance may try side by side in `schema` (at least 1): the widest `anyOf`/`oneOf`/
+    `allOf`/`prefixItems` list of subschemas that refer, or an object's properties that do. A union of 40 tools
+    is 40 wide; a schema that doubles its work per level by two referring `allOf` branches is 2 wide however
+    many levels (or unused `$ref`s) it has. Cached per schema object."""
+    hit = _WIDTHS.get(id(schema))
     if hit is not None and hit[0] is schema:
         return hit[1]
-    count, todo = 0, [schema]
+    widest, todo = 1, [schema]
     while todo:
         node = todo.pop()
-        if isinstance(node, dict):
-            count += isinstance(node.get("$ref"), str) + isinstance(node.get("$dynamicRef"), str)
-            todo.extend(v for k, v in node.items() if k not in _DATA)
-        elif isinstance(node, list):
+        if isinstance(node, list):
             todo.extend(node)
-    _remember(_SITES, id(schema), (schema, max(count, 1)))
-    return max(count, 1)
+            continue
+        if not isinstance(node, dict):
+            continue
+        for key, value in node.items():
+            if key in _DATA:
+                continue
+            if key in _BRANCHES and isinstance(value, list):
+                widest = max(widest, sum(1 for v in value if isinstance(v, dict) and "$ref" in v))
+            elif key in ("properties", "patternProperties", "dependentSchemas") and isinstance(value, dict):
+                widest = max(widest, sum(1 for v in value.values() if isinstance(v, dict) and "$ref" in v))
+            todo.append(value)
+    _remember(_WIDTHS, id(schema), (schema, widest))
+    return widest
 
 
 def nodes(value: Any) -> int:

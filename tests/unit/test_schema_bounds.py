@@ -147,6 +147,18 @@ def _tool_union(tools: int) -> dict:
             "required": ["steps"]}
 
 
+@pytest.mark.parametrize("padding", [0, 5_000], ids=["plain", "5000-unused-refs"])
+def test_a_doubling_schema_is_not_let_off_by_its_many_references(padding: int) -> None:
+    defs = {f"d{i}": {"allOf": [{"$ref": f"#/$defs/d{i + 1}"}] * 2} for i in range(40)}
+    defs["d40"] = {"minimum": 0}
+    defs.update({f"pad{i}": {"$ref": "#/$defs/d40"} for i in range(padding)})  # sites that add no width
+    schema = {"$defs": defs, "type": "object", "properties": {"a": {"$ref": "#/$defs/d0"}}}
+    started = time.monotonic()
+    out = repair_json(json.dumps({"a": 1, "b": list(range(300))}), schema)  # many nodes the doubling never sees
+    assert out.verdict == "failed" and "references branch too much" in out.reason
+    assert time.monotonic() - started < 5.0  # 20 s when the allowance grew with every $ref site (2 backstops)
+
+
 def test_a_valid_value_under_a_wide_union_of_references_is_judged_in_full() -> None:
     value = {"steps": [{"name": f"tool{i % 40}", "arg": i} for i in range(1_000)]}  # 40 $refs tried per step
     text = json.dumps(value)
