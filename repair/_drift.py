@@ -192,27 +192,42 @@ _SPACE = re.compile(r"\s+")
 class _Across:
     """Whether a string value with a comma stands unquoted in the text: members (`1, b c: 2`) read as one string,
     so the text's keys and values are neither kept nor said to be gone. (A colon alone is a timestamp's.) The
-    text is scanned once; at most LOOKS values are looked for in it (a quoted string never needs it)."""
+    text is scanned once: each of its quoted strings (decoded) accounts for one value; a value no quoted
+    string accounts for is looked for in the text outside quotes, at most LOOKS times per text."""
 
-    LOOKS = 20
+    LOOKS = 200
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self.quoted: set[str] | None = None
-        self.compact: str | None = None
+        self.quoted: Counter[str] | None = None
+        self.unquoted = ""
         self.looks = self.LOOKS
+
+    def _scan(self) -> Counter[str]:
+        quoted: Counter[str] = Counter()
+        gaps, at = [], 0
+        for m in _QUOTED.finditer(self.source):
+            gaps.append(self.source[at : m.start()])
+            at = m.end()
+            raw = m.group(1) if m.group(1) is not None else m.group(2).replace("\\'", "'").replace('"', '\\"')
+            try:
+                quoted[json.loads(f'"{raw}"') if "\\" in raw else raw] += 1
+            except ValueError:
+                quoted[raw] += 1
+        gaps.append(self.source[at:])
+        self.unquoted = "\0".join(_SPACE.sub("", gap) for gap in gaps)  # json_repair drops spaces after commas
+        return quoted
 
     def commas(self, value: str) -> bool:
         if self.quoted is None:
-            self.quoted = {a or b for a, b in _QUOTED.findall(self.source)}
-        if value in self.quoted or self.looks <= 0:
+            self.quoted = self._scan()
+        if self.quoted[value] > 0:
+            self.quoted[value] -= 1
+            return False
+        if self.looks <= 0:
             return False
         self.looks -= 1
-        if self.compact is None:
-            self.compact = _SPACE.sub("", self.source)  # json_repair drops the spaces after commas
-        wanted = _SPACE.sub("", value)
-        at = self.compact.find(wanted)
-        return at >= 0 and self.compact[at - 1 : at] not in QUOTES
+        return _SPACE.sub("", value) in self.unquoted
 
 
 def _in_text(text: str, words: Counter[str], source: str) -> bool:

@@ -382,6 +382,9 @@ REFUSED = [
     # Members read into one string value: json_repair's {"a": "1,b c: 2"} and {"a": 1, "b": "2,c"}.
     ("{a: 1, b c: 2}", None, "added"),
     ("{a: 1, b: 2, c}", None, "added"),
+    ('{"z": "1,b c: 2", a: 1, b c: 2}', None, "added"),  # the same string quoted elsewhere accounts for one
+    ('{z: "1,bc:2", a: 1, b c: 2}', None, "added"),
+    ("[{a: 1, b c: 2}, {" + ", ".join(f'"k{i}": "v,{i}\\u0021"' for i in range(30)) + "}]", None, "added"),
 ]
 
 
