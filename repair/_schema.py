@@ -9,9 +9,9 @@ import threading
 import time
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 import jsonschema
 import referencing.exceptions
@@ -26,6 +26,7 @@ from kgot_errors.repair._strict import nesting_depth
 __all__ = ["fits", "load_schema", "pattern_budget", "safe_search", "schema_errors", "schema_report", "validator_class"]
 
 MAX_ERRORS = 10
+T = TypeVar("T")
 PATTERN_TIMEOUT_S = 0.1
 """Longest a schema `pattern` may take on one string before the schema counts as unsafe to evaluate."""
 PATTERN_BUDGET_S = 1.0
@@ -399,6 +400,12 @@ meta-schema takes about 5 Python frames per level: 128 levels need about 660 of 
 `$ref`, which validation follows only as deep as the value goes."""
 
 
+def _serialised(schema: dict[str, Any]) -> str:
+    key = json.dumps(schema, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    key.encode("utf-8")
+    return key
+
+
 def load_schema(schema: Any) -> dict[str, Any] | bool | None:
     """A checked JSON Schema (dict or boolean) for None, a JSON Schema or a pydantic model class.
 
@@ -413,8 +420,10 @@ def load_schema(schema: Any) -> dict[str, Any] | bool | None:
                                  "more than can be checked safely (write deep or recursive structures with $defs and "
                                  "$ref)")
         try:
-            key = json.dumps(schema, sort_keys=True, ensure_ascii=False, allow_nan=False)
-            key.encode("utf-8")
+            try:
+                key = _serialised(schema)
+            except RecursionError:  # perhaps only because the caller's stack is deep already
+                key = _on_fresh_stack(_serialised, schema)
         except RecursionError:
             raise too_deep from None
         except UnicodeEncodeError:
@@ -450,7 +459,11 @@ def _schema_problem(key: str) -> str | None:
     try:
         problem = _problem_of(key)
     except RecursionError:
-        problem = _on_fresh_stack(_problem_of, key)
+        try:
+            problem = _on_fresh_stack(_problem_of, key)
+        except RecursionError:
+            problem = ("the schema's references recurse without end" if '"$ref":' in key or '"$dynamicRef":' in key
+                       else "the schema nests too deep to be checked within Python's recursion limit")
     with _CACHE_LOCK:
         _PROBLEMS[key] = problem
         if len(_PROBLEMS) > 64:
@@ -477,21 +490,23 @@ def _problem_of(key: str) -> str | None:
     return None
 
 
-def _on_fresh_stack(check: Any, key: str) -> str | None:
-    """`check(key)` on a new thread, whose stack holds none of the caller's frames."""
-    found: list[str | None] = []
+def _on_fresh_stack(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` on a new thread, whose stack holds none of the caller's frames; its exception is raised here."""
+    found: list[Any] = []
+    failed: list[BaseException] = []
 
     def run() -> None:
         try:
-            found.append(check(key))
-        except RecursionError:
-            found.append("the schema's references recurse without end" if '"$ref":' in key or '"$dynamicRef":' in key
-                         else "the schema nests too deep to be checked within Python's recursion limit")
+            found.append(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
+            failed.append(exc)
 
     thread = threading.Thread(target=run, name="kgot-errors-schema-check")
     thread.start()
     thread.join()
-    return found[0] if found else "the schema could not be checked"
+    if failed:
+        raise failed[0]
+    return found[0]
 
 
 _CACHED = 256
