@@ -688,7 +688,7 @@ def _skip_space(text: str, at: int) -> int:
     return at
 
 
-_BRACKET_OR_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
+_BRACKET_OR_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.S)  # an unclosed string ends the line
 
 
 def _past_container(text: str, at: int) -> int:

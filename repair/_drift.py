@@ -187,13 +187,16 @@ def _value_words(value: Any) -> set[str]:
 
 _QUOTED = re.compile(r""""((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)'""", re.S)
 _SPACE = re.compile(r"\s+")
+_MEMBERS = re.compile(r"""["']\s*[:,]\s*["'\[{]""")
+"""Quotes and separators inside one string value: `tags": ["x", "y` is members, read as a string."""
 
 
 class _Across:
     """Whether a string value with a comma stands unquoted in the text: members (`1, b c: 2`) read as one string,
     so the text's keys and values are neither kept nor said to be gone. (A colon alone is a timestamp's.) The
     text is scanned once: each of its quoted strings (decoded) accounts for one value; a value no quoted
-    string accounts for is looked for in the text outside quotes, at most LOOKS times per text."""
+    string accounts for is looked for in the text outside quotes, at most LOOKS times per text, and one that
+    holds quotes around a separator (`tags": ["x", "y`) is members whatever the text."""
 
     LOOKS = 200
 
@@ -221,12 +224,17 @@ class _Across:
     def commas(self, value: str) -> bool:
         if self.quoted is None:
             self.quoted = self._scan()
-        if self.quoted[value] > 0:
-            self.quoted[value] -= 1
+        count = self.quoted.get(value)
+        if count:
+            self.quoted[value] = count - 1
             return False
         if self.looks <= 0:
             return False
         self.looks -= 1
+        if _MEMBERS.search(value) is not None:
+            return True
+        if count is None and any(q in self.source for q in (f'"{value}"', f"'{value}'", _dumps(value))):
+            return False  # quoted in the text: an unpaired quote before it put the scan's pairing astray
         return _SPACE.sub("", value) in self.unquoted
 
 

@@ -157,10 +157,11 @@ _BRANCHES = ("anyOf", "oneOf", "allOf", "prefixItems", "items")
 
 
 def ref_width(schema: Any) -> int:
-    """The most `$ref`s one instance may try side by side in `schema` (at least 1): the widest `anyOf`/`oneOf`/
-    `allOf`/`prefixItems` list of subschemas that refer, or an object's properties that do. A union of 40 tools
-    is 40 wide; a schema that doubles its work per level by two referring `allOf` branches is 2 wide however
-    many levels (or unused `$ref`s) it has. Cached per schema object."""
+    """The most distinct `$ref`s one instance may try side by side in `schema` (at least 1): over every
+    `anyOf`/`oneOf`/`allOf`/`prefixItems` list and every `properties`-like map, how many different references
+    its subschemas hold (anywhere inside them). A union of 40 tools is 40 wide, however each branch wraps its
+    `$ref`; a schema that doubles its work per level by two `allOf` branches referring to the same place is 1
+    wide, and so is a list repeating one `$ref` 2,000 times. Cached per schema object."""
     hit = _WIDTHS.get(id(schema))
     if hit is not None and hit[0] is schema:
         return hit[1]
@@ -176,12 +177,32 @@ def ref_width(schema: Any) -> int:
             if key in _DATA:
                 continue
             if key in _BRANCHES and isinstance(value, list):
-                widest = max(widest, sum(1 for v in value if isinstance(v, dict) and "$ref" in v))
-            elif key in ("properties", "patternProperties", "dependentSchemas") and isinstance(value, dict):
-                widest = max(widest, sum(1 for v in value.values() if isinstance(v, dict) and "$ref" in v))
+                widest = max(widest, len(_refs_in(value)))
+            elif key in _MAPS and isinstance(value, dict):
+                widest = max(widest, len(_refs_in(list(value.values()))))
             todo.append(value)
     _remember(_WIDTHS, id(schema), (schema, widest))
     return widest
+
+
+_MAPS = ("properties", "patternProperties", "dependentSchemas")
+
+
+def _refs_in(subschemas: list[Any]) -> set[str]:
+    """The distinct `$ref` and `$dynamicRef` targets anywhere inside `subschemas`."""
+    found: set[str] = set()
+    todo = list(subschemas)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("$ref", "$dynamicRef") and isinstance(value, str):
+                    found.add(value)
+                elif key not in _DATA:
+                    todo.append(value)
+        elif isinstance(node, list):
+            todo.extend(node)
+    return found
 
 
 def nodes(value: Any) -> int:

@@ -202,6 +202,10 @@ not a program."""
 _STATEMENT_SPLIT = re.compile(r"[\n;]").split
 
 
+_LITERAL_NAMES = frozenset({"null", "true", "false", "NaN", "Infinity", "undefined", "nil", "none"})
+"""Names Python reads where JSON (or a JavaScript-ish answer) writes a value: not an echoed variable."""
+
+
 def _is_data(node: ast.AST | None) -> bool:
     """True if the expression is made of literals and names only: no call, attribute, subscript or comprehension."""
     return node is not None and all(isinstance(n, DATA_NODES) for n in ast.walk(node))
@@ -230,7 +234,8 @@ def program_not_data(text: str) -> str | None:
         return None
     lone = doing[0] if len(doing) == 1 and isinstance(doing[0], ast.Assign | ast.AnnAssign) else None
     echoes = (n.value for n in tree.body if isinstance(n, ast.Expr))
-    if lone is not None and _is_data(lone.value) and all(isinstance(e, ast.Name) for e in echoes):
+    if lone is not None and _is_data(lone.value) and all(isinstance(e, ast.Name) and e.id not in _LITERAL_NAMES
+                                                         for e in echoes):
         return None  # one binding to a literal; around it only bare names (`json`, an echoed `result`)
     line = (ast.get_source_segment(body, doing[0]) or type(doing[0]).__name__).splitlines()[0][:100]
     return (f"the content is Python code, not JSON (line {doing[0].lineno}: {line}): it holds no JSON value to "

@@ -169,6 +169,8 @@ PROGRAMS = [
     'result = {"a": 1}\n{"b": 2}',
     'a = 1\n{"b": 2}',
     'x = {"a": 1}\nx + 1',
+    'result = {"a": 1}\nnull',  # JSON's literals are Python names, but not echoes of a variable
+    'x = [1, 2]\nfalse',
 ]
 
 

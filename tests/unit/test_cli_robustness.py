@@ -188,3 +188,13 @@ def test_history_shows_when_each_step_was_recorded_and_memory_says_it_is_gone(en
     memory = _cli("repair", "-", "--checkpoint", "memory", stdin=b'{"a": 1,}', env=env)
     assert "the 'memory' store ends with this command" in memory.stderr.decode()
     assert "cannot be read later" in memory.stderr.decode()
+
+
+def test_the_fields_of_a_line_too_deep_to_parse_are_read_in_linear_time():
+    from kgot_errors.cli import _passed_scalars
+
+    line = '{"id": 1, "meta": ' + "[" * 600 + '"' + '\\"' * 40_000  # an unclosed string of escaped quotes
+    started = time.monotonic()
+    assert _passed_scalars(line) == {"id": 1}
+    assert time.monotonic() - started < 5.0  # rescanning from every quote: about 45 s
+

@@ -385,7 +385,18 @@ REFUSED = [
     ('{"z": "1,b c: 2", a: 1, b c: 2}', None, "added"),  # the same string quoted elsewhere accounts for one
     ('{z: "1,bc:2", a: 1, b c: 2}', None, "added"),
     ("[{a: 1, b c: 2}, {" + ", ".join(f'"k{i}": "v,{i}\\u0021"' for i in range(30)) + "}]", None, "added"),
+    ('{"n": "Bob", "tags": "tags": ["x", "y"]}', None, "added"),  # {"tags": "tags\": [\"x\", \"y"}
+    ('{"b": "x", "c": "c": [true, "ok"], "a": 2}', None, "added"),
 ]
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ('{"a": 1, "b: "x, y"}', {"a": 1, "b": "x, y"}),  # an unpaired quote before a quoted string with a comma
+    ('{"a": "x, y", "b": "p, q",}', {"a": "x, y", "b": "p, q"}),
+])
+def test_quoted_strings_with_commas_are_not_taken_for_members(text: str, value: Any) -> None:
+    out = parser_layer(text, policy={"truncated": "degrade"})
+    assert out.ok and out.value == value, (out.reason, out.changes)
 
 
 @pytest.mark.parametrize(("text", "schema", "kind"), REFUSED)

@@ -147,16 +147,28 @@ def _tool_union(tools: int) -> dict:
             "required": ["steps"]}
 
 
-@pytest.mark.parametrize("padding", [0, 5_000], ids=["plain", "5000-unused-refs"])
-def test_a_doubling_schema_is_not_let_off_by_its_many_references(padding: int) -> None:
-    defs = {f"d{i}": {"allOf": [{"$ref": f"#/$defs/d{i + 1}"}] * 2} for i in range(40)}
+@pytest.mark.parametrize("padding", ["none", "1000 unused refs", "a 2000-wide anyOf of one ref"])
+def test_a_doubling_schema_is_not_let_off_by_its_many_references(padding: str) -> None:
+    defs: dict = {f"d{i}": {"allOf": [{"$ref": f"#/$defs/d{i + 1}"}] * 2} for i in range(40)}
     defs["d40"] = {"minimum": 0}
-    defs.update({f"pad{i}": {"$ref": "#/$defs/d40"} for i in range(padding)})  # sites that add no width
+    if padding == "1000 unused refs":
+        defs.update({f"pad{i}": {"$ref": "#/$defs/d40"} for i in range(1_000)})  # sites that add no width
+    elif padding != "none":
+        defs["unused"] = {"anyOf": [{"$ref": "#/$defs/d40"}] * 2_000}  # one target, side by side 2,000 times
     schema = {"$defs": defs, "type": "object", "properties": {"a": {"$ref": "#/$defs/d0"}}}
     started = time.monotonic()
     out = repair_json(json.dumps({"a": 1, "b": list(range(300))}), schema)  # many nodes the doubling never sees
     assert out.verdict == "failed" and "references branch too much" in out.reason
     assert time.monotonic() - started < 5.0  # 20 s when the allowance grew with every $ref site (2 backstops)
+
+
+def test_a_union_whose_branches_wrap_their_references_is_as_wide_as_its_tools() -> None:
+    schema = _tool_union(40)
+    union = schema["properties"]["steps"]["items"]
+    union["oneOf"] = [{"allOf": [b], "description": f"tool {i}"} for i, b in enumerate(union["oneOf"])]
+    value = {"steps": [{"name": f"tool{i % 40}", "arg": i} for i in range(300)]}
+    out = repair_json(json.dumps(value), schema)
+    assert out.verdict == "recovered" and out.value == value, out.reason
 
 
 def test_a_valid_value_under_a_wide_union_of_references_is_judged_in_full() -> None:
