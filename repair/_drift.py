@@ -49,9 +49,33 @@ _EDIT_CHANGES = {
 }
 
 
-def _edit_changes(edits: tuple[str, ...]) -> list[Change]:
-    """The data changes the normaliser's edits stand for (most edits only mend syntax)."""
-    return [change(*_EDIT_CHANGES[e][:1], "$", _EDIT_CHANGES[e][1]) for e in edits if e in _EDIT_CHANGES]
+_QUOTE_EDITS = ("escaped quotes inside strings", "closed strings missing their end quote", "inserted missing colons")
+
+
+def _edit_changes(edits: tuple[str, ...], value: Any = None, source: str = "") -> list[Change]:
+    """The data changes the normaliser's edits stand for (most edits only mend syntax). With the value read and
+    its source: the quote edits' guesses that went wrong, a key or string holding quoted members (`b: "Paris,
+    France", "c`, from escaping quotes that closed strings) or an empty string the text does not have."""
+    changes = [change(*_EDIT_CHANGES[e][:1], "$", _EDIT_CHANGES[e][1]) for e in edits if e in _EDIT_CHANGES]
+    if value is None or not any(e in edits for e in _QUOTE_EDITS):
+        return changes
+    empties = len(_EMPTY_STRING.findall(source))
+    todo = [value]
+    while todo and len(changes) < 20:
+        v = todo.pop()
+        if isinstance(v, dict):
+            todo.extend(v.keys())
+            todo.extend(v.values())
+        elif isinstance(v, list):
+            todo.extend(v)
+        elif isinstance(v, str):
+            if v == "":
+                empties -= 1
+                if empties < 0:
+                    changes.append(change("added", "$", "an empty string that is not in the text"))
+            elif _MEMBERS.search(v):
+                changes.append(change("added", "$", f"members read into one string by its quotes ({_short(v)})"))
+    return changes
 
 
 _OPEN_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*(")?|[\[\]{}()]', re.S)

@@ -351,7 +351,8 @@ def _collect(pool: _Pool, seg: _Segment, fenced: bool = False, skip: tuple[tuple
             if len(kept) > 1:
                 pool.add(kept, ("collected several JSON values into an array", *edits), complete=True, seg=seg,
                          span=reads[-1].norm.end - start,
-                         changes=[*_edit_changes(edits), *left_out(s, start, reads[-1].norm.end)])
+                         changes=[*_edit_changes(edits, kept, s[start : reads[-1].norm.end]),
+                                  *left_out(s, start, reads[-1].norm.end)])
             covered = max(covered, reads[-1].norm.end)
 
 
@@ -381,8 +382,9 @@ def _add_read(pool: _Pool, s: str, read: _Read, seg: _Segment) -> None:
         return
     if norm.complete:
         try:
-            pool.add(loads_strict(norm.text), norm.edits, complete=True, seg=seg, span=span,
-                     changes=[*_edit_changes(norm.edits), *around])
+            value = loads_strict(norm.text)
+            pool.add(value, norm.edits, complete=True, seg=seg, span=span,
+                     changes=[*_edit_changes(norm.edits, value, s[norm.start : norm.end]), *around])
             return
         except ValueError:
             pass

@@ -387,6 +387,10 @@ REFUSED = [
     ("[{a: 1, b c: 2}, {" + ", ".join(f'"k{i}": "v,{i}\\u0021"' for i in range(30)) + "}]", None, "added"),
     ('{"n": "Bob", "tags": "tags": ["x", "y"]}', None, "added"),  # {"tags": "tags\": [\"x\", \"y"}
     ('{"b": "x", "c": "c": [true, "ok"], "a": 2}', None, "added"),
+    # The normaliser's own quote edits merging members into a key or inventing an empty value (second review).
+    ('{"a: "v", "loc": "Paris, France"}', None, "added"),
+    ('{"a": "p", "b: "Paris, France", "c": 3}', None, "added"),
+    ('{"a": x, y", "b": 1}', None, "added"),
 ]
 
 
