@@ -640,7 +640,7 @@ def _jsonl_lines(name: str, defaults: dict[str, Any],
             raise _Usage(f"{where}: field {clash[0]!r} cannot be passed through: the result has a field "
                          "of that name (rename it, e.g. to 'request_id')")
         if too_deep:
-            yield None, extra, _too_deep(where, too_deep)
+            yield None, {k: v for k, v in extra.items() if v is not _NOT_READ}, _too_deep(where, too_deep)
             continue
         incident = {k: v for k, v in item.items() if k in known}
         for field, value in defaults.items():
@@ -652,10 +652,15 @@ def _jsonl_lines(name: str, defaults: dict[str, Any],
 _SCALAR_DECODER = json.JSONDecoder()
 
 
+_NOT_READ = object()
+"""Stands for a container a line too deep to parse holds: its key counts (a clash with a result field), not its value."""
+
+
 def _passed_scalars(line: str) -> dict[str, Any]:
-    """The top-level members of a line too deep to parse whose values are scalars (an `id` to pass through): read
-    member by member, containers skipped by counting brackets, never by recursion. {} for a line that is not an
-    object, and what was read before anything unreadable."""
+    """The top-level members of a line too deep to parse (an `id` to pass through), as json.loads would give them
+    (the last of duplicate keys), but containers as _NOT_READ: read member by member, containers skipped by
+    counting brackets, never by recursion. {} for a line that is not an object, and what was read before
+    anything unreadable."""
     found: dict[str, Any] = {}
     decode, at = _SCALAR_DECODER.raw_decode, line.find("{") + 1
     if not at or line[: at - 1].strip():
@@ -671,7 +676,7 @@ def _passed_scalars(line: str) -> dict[str, Any]:
                 return found
             at = _skip_space(line, at + 1)
             if line[at : at + 1] in ("{", "["):
-                at = _past_container(line, at)
+                found[key], at = _NOT_READ, _past_container(line, at)
             else:
                 found[key], at = decode(line, at)
         except ValueError:
