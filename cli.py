@@ -6,7 +6,6 @@ import argparse
 import json
 import math
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -661,53 +660,35 @@ def _passed_scalars(line: str) -> dict[str, Any]:
     (the last of duplicate keys), but containers as _NOT_READ: read member by member, containers skipped by
     counting brackets, never by recursion. {} for a line that is not an object, and what was read before
     anything unreadable."""
+    from kgot_errors.repair._normalise import _closing_end
+
     found: dict[str, Any] = {}
     decode, at = _SCALAR_DECODER.raw_decode, line.find("{") + 1
+    space = json.decoder.WHITESPACE.match
     if not at or line[: at - 1].strip():
         return found
     while True:
-        at = _skip_space(line, at)
+        at = space(line, at).end()
         if at >= len(line) or line[at] != '"':
             return found
         try:
             key, at = decode(line, at)
-            at = _skip_space(line, at)
+            at = space(line, at).end()
             if line[at : at + 1] != ":":
                 return found
-            at = _skip_space(line, at + 1)
+            at = space(line, at + 1).end()
             if line[at : at + 1] in ("{", "["):
-                found[key], at = _NOT_READ, _past_container(line, at)
+                found[key], at = _NOT_READ, _closing_end(line, at, 0)
+                if at < 0:  # the container never closes
+                    return found
             else:
                 found[key], at = decode(line, at)
         except ValueError:
             return found
-        at = _skip_space(line, at)
+        at = space(line, at).end()
         if line[at : at + 1] != ",":
             return found
         at += 1
-
-
-def _skip_space(text: str, at: int) -> int:
-    while at < len(text) and text[at] in " \t\r\n":
-        at += 1
-    return at
-
-
-_BRACKET_OR_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.S)  # an unclosed string ends the line
-
-
-def _past_container(text: str, at: int) -> int:
-    """The index just past the container opening at `at` (strings inside skipped); ValueError if it never closes."""
-    depth = 0
-    for m in _BRACKET_OR_STRING.finditer(text, at):
-        token = m.group()
-        if token in ("[", "{"):
-            depth += 1
-        elif token in ("]", "}"):
-            depth -= 1
-            if depth == 0:
-                return m.end()
-    raise ValueError("unclosed container")
 
 
 def _too_deep(where: str, than: str) -> Any:

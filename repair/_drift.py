@@ -8,6 +8,7 @@ import math
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from kgot_errors.repair._normalise import QUOTES
@@ -60,15 +61,10 @@ def _edit_changes(edits: tuple[str, ...], value: Any = None, source: str = "") -
     if value is None or not any(e in edits for e in _QUOTE_EDITS):
         return changes
     empties = len(_EMPTY_STRING.findall(source))
-    todo = [value]
-    while todo and len(changes) < 20:
-        v = todo.pop()
-        if isinstance(v, dict):
-            todo.extend(v.keys())
-            todo.extend(v.values())
-        elif isinstance(v, list):
-            todo.extend(v)
-        elif isinstance(v, str):
+    for v in _leaves(value):
+        if len(changes) >= 20:
+            break
+        if isinstance(v, str):
             if v == "":
                 empties -= 1
                 if empties < 0:
@@ -189,9 +185,8 @@ def left_out(text: str, start: int, end: int) -> list[Change]:
 _COMMENT = re.compile(r"""//[^\n]*|/\*.*?(?:\*/|$)|(?<![\w"'])#[^\n"]*|\.{3}|\u2026|`{3,}[\w+\-.]*""", re.S)
 
 
-def _value_words(value: Any) -> set[str]:
-    """The distinct words and numbers in a value's keys and strings (and its numbers' digits)."""
-    found: set[str] = set()
+def _leaves(value: Any) -> Iterator[Any]:
+    """Every key and every scalar in `value` (depth first, without recursion)."""
     todo = [value]
     while todo:
         v = todo.pop()
@@ -200,7 +195,15 @@ def _value_words(value: Any) -> set[str]:
             todo.extend(v.values())
         elif isinstance(v, list):
             todo.extend(v)
-        elif isinstance(v, str):
+        else:
+            yield v
+
+
+def _value_words(value: Any) -> set[str]:
+    """The distinct words and numbers in a value's keys and strings (and its numbers' digits)."""
+    found: set[str] = set()
+    for v in _leaves(value):
+        if isinstance(v, str):
             found.update(_words(v))
         elif v is None:
             found.update(("null", "none"))
@@ -296,15 +299,11 @@ def noise(value: Any) -> str | None:
     """Why a repaired value reads as noise rather than data, or None: strings that mix many scripts
     (`ዠᡸī>⒜w.▱`), or are mostly symbols, marks and control characters. Real text in any language uses few
     scripts per string; a JSON value read out of random bytes does not."""
-    todo, looked = [value], 0
-    while todo and looked < 200:
-        v = todo.pop()
-        if isinstance(v, dict):
-            todo.extend(v.keys())
-            todo.extend(v.values())
-        elif isinstance(v, list):
-            todo.extend(v)
-        elif isinstance(v, str) and len(v) >= 6 and not v.isascii():
+    looked = 0
+    for v in _leaves(value):
+        if looked >= 200:
+            break
+        if isinstance(v, str) and len(v) >= 6 and not v.isascii():
             looked += 1
             letters = [c for c in v if c.isalpha()]
             scripts = {_script(c) for c in letters if ord(c) > 0x7F} | ({"LATIN"} if any(c.isascii() for c in letters)
