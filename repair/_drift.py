@@ -19,11 +19,23 @@ from kgot_errors.repair._strict import dumps as _dumps
 MIN_COVERAGE = 0.6
 
 _WORD = re.compile(r"[^\W_]+")
-_LITERAL_U_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|([nrtbf\"\\/]))")  # JSON's escapes (others stay as written)
+_ESCAPED = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
+
+
+def _unescape(m: re.Match[str]) -> str:
+    return chr(int(m.group(1), 16)) if m.group(1) else _ESCAPED.get(m.group(2), m.group(2))
 
 
 def _words(text: str) -> Counter[str]:
-    text = _LITERAL_U_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    """The words and numbers of a text, lowercased, with their counts; escapes read as what they stand for."""
+    if "\\" in text:
+        text = _ESCAPE.sub(_unescape, text)
+    return _plain_words(text)
+
+
+def _plain_words(text: str) -> Counter[str]:
+    """The words and numbers of a decoded string (a value's), lowercased, with their counts."""
     return Counter(w.lower() for w in _WORD.findall(text))
 
 
@@ -71,6 +83,46 @@ def _edit_changes(edits: tuple[str, ...], value: Any = None, source: str = "") -
                     changes.append(change("added", "$", "an empty string that is not in the text"))
             elif _MEMBERS.search(v):
                 changes.append(change("added", "$", f"members read into one string by its quotes ({_short(v)})"))
+    return changes
+
+
+_MEMBER = re.compile(r"""(["'])((?:[^"'\\\n]|\\.){1,200})\1\s*:\s*(?:"(?:[^"\\\n]|\\.){0,400}"|'(?:[^'\\\n]|\\.){0,400}'"""
+                     r"""|-?\d[\d.eE+-]*|true|false|null|True|False|None)(?=\s*[,}])""")
+
+
+def _repeated_members(source: str) -> Counter[str]:
+    """The words of members one object of the text repeats word for word (`{"k": "v", "k": "v"}`): reading one
+    loses nothing. (The same member in two objects, `[{"k": "v"}, {"k": "v"}]`, is two members.)"""
+    last: dict[str, int] = {}
+    extra: Counter[str] = Counter()
+    for m in _MEMBER.finditer(source):
+        member = m.group()
+        if member in last and _one_level(source, last[member], m.start()):
+            extra += _words(member)
+        last[member] = m.end()
+    return extra
+
+
+def _one_level(text: str, start: int, end: int) -> bool:
+    """True if `text[start:end]` neither leaves the container it starts in nor ends inside a new one."""
+    depth = 0
+    for m in _OPEN_TOKEN.finditer(text, start, end):
+        c = m.group()[0]
+        if c in "[{(":
+            depth += 1
+        elif c in "]})":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0
+
+
+def repeated_keys(lost: list[str]) -> list[Change]:
+    """`removed` changes for keys a repaired object holds twice with different values (JSON keeps the last)."""
+    changes = [change("removed", "$", f"the key {_short(k)} stands twice in one object with different "
+                      "values: the first is lost") for k in lost[:20]]
+    if len(lost) > 20:
+        changes.append(change("removed", "$", f"... and {len(lost) - 20} more repeated keys"))
     return changes
 
 
@@ -126,8 +178,8 @@ def _library_changes(source: str, value: Any) -> list[Change]:
                     changes.append(change("added", path, "an empty string that is not in the text"))
             elif not _in_text(v, words, source):
                 changes.append(change("added", path, f"a string that is not in the text ({_short(v)})"))
-            elif "," in v and across.commas(v):
-                changes.append(change("added", path, f"a string read across the text's commas ({_short(v)})"))
+            elif ("," in v or _MEMBERS.search(v)) and across.commas(v):
+                changes.append(change("added", path, f"members of the text read into one string ({_short(v)})"))
         elif isinstance(v, bool):
             if not ({"true", "yes"} if v else {"false", "no"}) & words.keys():
                 changes.append(change("added", path, f"{str(v).lower()}, which the text does not say"))
@@ -136,10 +188,13 @@ def _library_changes(source: str, value: Any) -> list[Change]:
                 changes.append(change("added", path, "null, which the text does not say"))
         elif isinstance(v, (int, float)) and math.isfinite(v) and float(v) not in numbers:
             changes.append(change("added", path, f"the number {v}, which is not in the text"))
-    missing = _words(_COMMENT.sub(" ", source)).keys() - _value_words(value)
+    kept = _value_words(value)
+    said = _words(_COMMENT.sub(" ", source)) - _repeated_members(source)
+    missing = [w for w, n in said.items() if n > kept[w]]
     if missing:
         shown = ", ".join(sorted(missing)[:5]) + (", ..." if len(missing) > 5 else "")
-        changes.append(change("removed", "$", f"{len(missing)} word(s) of the text are not in the value ({shown})"))
+        changes.append(change("removed", "$", f"{len(missing)} word(s) of the text are not in the value as often as "
+                                              f"in the text ({shown})"))
     if _ends_open(source):
         changes.append(change("truncated", "$", "completed a document cut off before its end"))
     return changes
@@ -169,6 +224,16 @@ def _data_run(tokens: list[re.Match[str]]) -> bool:
     return False
 
 
+_STRAY_QUOTE = re.compile(r"""[^\w"'\n]{0,8}["']""")
+
+
+def _past_stray_quote(text: str, end: int) -> list[re.Match[str]]:
+    """The tokens after a quote that stands, with no word before it, right after a value (`match(\""))", "next":
+    ...`: the read ended inside a string, so the text's own quotes pair the other way round)."""
+    m = _STRAY_QUOTE.match(text, end)
+    return list(_TOKEN.finditer(text, m.end(), m.end() + _AROUND)) if m else []
+
+
 def left_out(text: str, start: int, end: int) -> list[Change]:
     """A `removed` change when a value read from `text[start:end]` has JSON data right next to it: a member cut off
     by a stray brace, the rest of the document it was carved from (`{"c": 1, "d": }1}` read as `1`). Prose between
@@ -176,7 +241,7 @@ def left_out(text: str, start: int, end: int) -> list[Change]:
     its data."""
     before = list(_TOKEN.finditer(text, max(0, start - _AROUND), start)) if start > 0 else []
     after = list(_TOKEN.finditer(text, end, end + _AROUND)) if end < len(text) else []
-    if not (_data_run(before[::-1]) or _data_run(after)):
+    if not (_data_run(before[::-1]) or _data_run(after) or _data_run(_past_stray_quote(text, end))):
         return []
     near = text[max(0, start - 40) : start].strip() or text[end : end + 40].strip()
     return [change("removed", "$", f"left out data next to the value ({_short(near)})")]
@@ -199,16 +264,16 @@ def _leaves(value: Any) -> Iterator[Any]:
             yield v
 
 
-def _value_words(value: Any) -> set[str]:
-    """The distinct words and numbers in a value's keys and strings (and its numbers' digits)."""
-    found: set[str] = set()
+def _value_words(value: Any) -> Counter[str]:
+    """The words and numbers in a value's keys and strings (and its numbers' digits), with their counts."""
+    found: Counter[str] = Counter()
     for v in _leaves(value):
         if isinstance(v, str):
-            found.update(_words(v))
+            found.update(_plain_words(v))
         elif v is None:
             found.update(("null", "none"))
         else:
-            found.update(_words(json.dumps(v)))
+            found.update(_plain_words(json.dumps(v)))
     return found
 
 
@@ -266,7 +331,7 @@ class _Across:
 
 
 def _in_text(text: str, words: Counter[str], source: str) -> bool:
-    found = _words(text)
+    found = _plain_words(text)
     return all(w in words for w in found) if found else text in source
 
 

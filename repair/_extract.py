@@ -13,7 +13,14 @@ from typing import Any
 import json_repair
 
 from kgot_errors.repair._coerce import coerce_to_schema
-from kgot_errors.repair._drift import MIN_COVERAGE, _edit_changes, _library_changes, coverage, left_out
+from kgot_errors.repair._drift import (
+    MIN_COVERAGE,
+    _edit_changes,
+    _library_changes,
+    coverage,
+    left_out,
+    repeated_keys,
+)
 from kgot_errors.repair._normalise import (
     _CONTINUED_OBJECT,
     _IDENT,
@@ -344,21 +351,22 @@ def _collect(pool: _Pool, seg: _Segment, fenced: bool = False, skip: tuple[tuple
                 _add_read(pool, s, read, seg)
         if head.complete and s[start] == "{" and _CONTINUED_OBJECT.match(s, head.end):
             pool.add_repaired(s[start:], s[start:], (), seg, left_out(s, start, len(s)))  # `{"a": 1}, "b": 2}`
-        values = _stream_values(reads) if len(reads) > 1 and _reaches_end(s, reads[-1].norm.end) else None
+        lost: list[str] = []
+        values = _stream_values(reads, lost) if len(reads) > 1 and _reaches_end(s, reads[-1].norm.end) else None
         if values is not None:
             edits = tuple(dict.fromkeys(e for r in reads for e in r.norm.edits))
             kept = [v for v in values if v not in ({}, [])] or values  # `{"a": 1}, []`: empties are noise
             if len(kept) > 1:
                 pool.add(kept, ("collected several JSON values into an array", *edits), complete=True, seg=seg,
                          span=reads[-1].norm.end - start,
-                         changes=[*_edit_changes(edits, kept, s[start : reads[-1].norm.end]),
+                         changes=[*_edit_changes(edits, kept, s[start : reads[-1].norm.end]), *repeated_keys(lost),
                                   *left_out(s, start, reads[-1].norm.end)])
             covered = max(covered, reads[-1].norm.end)
 
 
-def _stream_values(reads: list[_Read]) -> list[Any] | None:
+def _stream_values(reads: list[_Read], lost: list[str]) -> list[Any] | None:
     """The values of a stream of reads that are all strict JSON, else None (a read the normaliser calls
-    complete may still not parse: `[ , }1,23`]`)."""
+    complete may still not parse: `[ , }1,23`]`); keys a repaired read repeats with another value go to `lost`."""
     values = []
     for r in reads:
         if not r.norm.complete:
@@ -367,7 +375,7 @@ def _stream_values(reads: list[_Read]) -> list[Any] | None:
             values.append(r.value)
             continue
         try:
-            values.append(loads_strict(r.norm.text))
+            values.append(loads_strict(r.norm.text, lost=lost))
         except ValueError:
             return None
     return values
@@ -381,10 +389,12 @@ def _add_read(pool: _Pool, s: str, read: _Read, seg: _Segment) -> None:
         pool.add(read.value, (), complete=True, seg=seg, span=span, changes=around)
         return
     if norm.complete:
+        lost: list[str] = []
         try:
-            value = loads_strict(norm.text)
+            value = loads_strict(norm.text, lost=lost)
             pool.add(value, norm.edits, complete=True, seg=seg, span=span,
-                     changes=[*_edit_changes(norm.edits, value, s[norm.start : norm.end]), *around])
+                     changes=[*_edit_changes(norm.edits, value, s[norm.start : norm.end]), *repeated_keys(lost),
+                              *around])
             return
         except ValueError:
             pass

@@ -89,16 +89,29 @@ def _finite_float(text: str) -> float:
     return number
 
 
-def loads_strict(text: str, *, max_depth: int = DEFAULT_MAX_DEPTH, max_chars: int = DEFAULT_MAX_CHARS) -> Any:
+def loads_strict(text: str, *, max_depth: int = DEFAULT_MAX_DEPTH, max_chars: int = DEFAULT_MAX_CHARS,
+                 lost: list[str] | None = None) -> Any:
     """json.loads that rejects NaN/Infinity (literals or overflowing numbers) and over-long or over-deep
-    input (ValueErrors)."""
+    input (ValueErrors). With `lost`, the keys an object repeats with another value are appended to it (JSON
+    keeps the last value: the others are lost)."""
     _check_size(text, max_chars, max_depth)
     if text.startswith("\ufeff"):  # as json.loads says it (the decoder below does not check)
         raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    decoder = DECODER if lost is None else _counting_decoder(lost)
     try:
-        return DECODER.decode(text)  # one decoder, not a new one per call as json.loads(parse_...=) makes
+        return decoder.decode(text)  # one decoder, not a new one per call as json.loads(parse_...=) makes
     except RecursionError as exc:  # pragma: no cover - the depth check comes first
         raise InputTooLarge("input nests too deeply") from exc
+
+
+def _counting_decoder(lost: list[str]) -> json.JSONDecoder:
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(items)
+        if len(obj) < len(items):
+            lost.extend(dict.fromkeys(k for k, v in items if obj[k] != v or type(obj[k]) is not type(v)))
+        return obj
+
+    return json.JSONDecoder(object_pairs_hook=pairs, parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 

@@ -378,6 +378,8 @@ REFUSED = [
     ('{"d": "x", "c": {]"a": ["x", null]}, "a": {"b": ["y", null, 2, 1], "a": 2}}', None, "removed"),
     ('[{"b": ["x",] 1]}, {"d": [null, "x"]}, 1, 2]', None, "removed"),
     ("{a}", None, "added"),  # json_repair read it as ["a}"]
+    # A read ending inside a string (a quote lost from `match(\"\")`): the members after the stray quote are gone.
+    ('{"code": "print(m(\\""))", "explanation": "Rain at 5 tonight.", "tests_passed": false}', None, "removed"),
     ('{"a",: [2, "x"], "b": 1}', None, "added"),
     # Members read into one string value: json_repair's {"a": "1,b c: 2"} and {"a": 1, "b": "2,c"}.
     ("{a: 1, b c: 2}", None, "added"),
@@ -391,6 +393,17 @@ REFUSED = [
     ('{"a: "v", "loc": "Paris, France"}', None, "added"),
     ('{"a": "p", "b: "Paris, France", "c": 3}', None, "added"),
     ('{"a": x, y", "b": 1}', None, "added"),
+    # Data dropped where the same words stand elsewhere in the text (found by fuzzing the corpus): json_repair's
+    # `"email": "e@x": true` loses `true`, which another member also says; a quote edit reads `": 16}, {"text` as
+    # a key, after which "type" and "start" repeat in one object and their first values are gone.
+    ('[{"email": "ann@examplactive": true, "n": 1}, {"email": "bo@example.com", "active": true}]', None, "removed"),
+    ('{"e": [{"text": "M", "type": "LOC", "start": 8, ": 16}, {"text": "S", "type": "ORG", "start": 51, "end": 60}]}',
+     None, "removed"),
+    ('{"a": "x", "b": 1, "a": "y",}', None, "removed"),  # the text's own repeated key: one of its values is lost
+    ('[{"label": "a", "flagged": false}, {"label": "neg", "reasoninlied: \'fine\'.", "flagged": false, "n": null}]',
+     None, "removed"),  # the second `"flagged": false` is gone: the same member in another object is not a repeat
+    # json_repair's `{"path": "C:\\x.csvttern\": \"^\\d$", ...}`: a key and its value read into the string before.
+    ('{"path": "C:\\\\Desktop\\\\Q.xlsxttern": "^\\\\d{3}$", "note": "It\'s done"}', None, "added"),
 ]
 
 
@@ -413,6 +426,17 @@ def test_parser_layer_refuses_repairs_that_invent_or_delete_data(text: str, sche
     lenient = parser_layer(text, schema, policy={"added": "degrade", "removed": "degrade"})
     if kind is not None:
         assert lenient.ok and lenient.degraded and lenient.changes
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ('{"a": 1, "a": 1,}', {"a": 1}),  # a repeated key with the same value loses nothing
+    # json_repair reading a member one object repeats word for word (the corpus's jr-0135, from json_repair's tests)
+    ("{'key': ['a':{'dup_key': 'dup_value', 'dup_key': 'dup_value'}]}", {"key": [{"a": {"dup_key": "dup_value"}}]}),
+    ('{"body": "Hi,\\n\\nBest,\\nAnn" "to": "x"}', {"body": "Hi,\n\nBest,\nAnn", "to": "x"}),  # escapes are not words
+])
+def test_repairs_that_lose_nothing_stay_clean(text: str, value: Any) -> None:
+    out = parser_layer(text)
+    assert out.ok and not out.degraded and out.value == value and out.changes == (), (out.reason, out.changes)
 
 
 def test_prose_around_an_answer_is_not_data_left_out() -> None:
