@@ -159,7 +159,10 @@ def _incident(item: dict[str, Any]) -> Any:
     content = item["content"]
     text = content.decode("utf-8", "replace") if isinstance(content, bytes) else content
     exc = HANDOVERS[item["handover"]](text)
-    return {"error_type": "AgentError", "message": "the answer was not usable"} if exc is None else exc
+    if exc is None:
+        return {"error_type": "AgentError", "message": "the answer was not usable"} if item["handover"] == "mapping" \
+            else {}
+    return exc
 
 
 def run(count: int, seed: int, store: str, progress: bool = True) -> dict[str, Any]:

@@ -138,8 +138,10 @@ def _incident(error_or_incident: Any, content: Any, schema: Any, context: str | 
         return Incident.parse({**error_or_incident.model_dump(), **extra}) if extra else error_or_incident
     if isinstance(error_or_incident, Mapping):
         return Incident.parse({**error_or_incident, **extra})
+    if error_or_incident is None:  # no exception: the content (and schema) are the evidence
+        return Incident.parse(extra)
     raise InvalidIncident(
-        f"recover() takes an exception, an Incident or a mapping, not {type(error_or_incident).__name__}")
+        f"recover() takes an exception, an Incident, a mapping or None, not {type(error_or_incident).__name__}")
 
 
 def _context(settings: Settings, model: Any, sandbox: Any, operations: Mapping[str, Any] | None,
@@ -172,7 +174,7 @@ def _open(checkpointer: Any, settings: Settings) -> Any:
 
 
 async def arecover(
-    error_or_incident: BaseException | Incident | Mapping[str, Any],
+    error_or_incident: BaseException | Incident | Mapping[str, Any] | None,
     *,
     content: str | bytes | None = None,
     schema: Any = None,
@@ -287,7 +289,7 @@ async def _outcome(graph: Any, out: dict[str, Any], thread_id: str | None) -> Re
 
 
 def recover(
-    error_or_incident: BaseException | Incident | Mapping[str, Any],
+    error_or_incident: BaseException | Incident | Mapping[str, Any] | None,
     *,
     content: str | bytes | None = None,
     schema: Any = None,
@@ -300,7 +302,9 @@ def recover(
     """Recover one failure: escalate through the layers until a validator proves a fix.
 
     `error_or_incident` is the exception you caught (its type, message, traceback, HTTP
-    status and Retry-After are captured), an `Incident`, or a mapping of Incident fields.
+    status and Retry-After are captured), an `Incident`, a mapping of Incident fields, or
+    None when there is no exception (`recover(None, content=text, schema=S)`): what kind of
+    content it is then comes from the content and schema alone.
     `content` is the failing output or code, `schema` a JSON Schema dict or pydantic model
     the repaired value must fit. Each recovery is a checkpointed thread (`thread_id` in the
     result): `checkpointer` is a SQLite path, a `postgresql://` URL, "memory", a

@@ -93,7 +93,7 @@ class RunContext(TypedDict, total=False):
 
 
 class ServedInput(TypedDict):
-    """A run's input: `{"incident": {...}}`; `error_type` and `message` are required."""
+    """A run's input: `{"incident": {...}}` of Incident fields (all optional: content alone is an incident)."""
 
     incident: Incident
 
@@ -242,9 +242,9 @@ def served_context(**overrides: Any) -> ServedContext:
 class ServedGraph(CompiledStateGraph):
     """The recovery graph as served: its input checked at the door, typed schemas, attempts in the output.
 
-    A run's input is validated as an Incident before any layer runs, so a missing
-    `error_type` fails the run with InvalidIncident naming the field (not a KeyError from
-    inside a layer). The input, output and context schemas the server publishes (Studio's
+    A run's input is validated as an Incident before any layer runs, so a malformed field
+    (a `status_code` of 42, say) fails the run with InvalidIncident naming the field (not a
+    KeyError from inside a layer). The input, output and context schemas the server publishes (Studio's
     forms, the SDKs' `assistants.get_schemas`) are ServedInput, ServedOutput and RunContext.
     """
 
@@ -255,7 +255,8 @@ class ServedGraph(CompiledStateGraph):
         if isinstance(input, Mapping):
             from kgot_errors.errors import InvalidIncident
 
-            raise InvalidIncident("a run's input is {\"incident\": {...}} (error_type and message are required)",
+            raise InvalidIncident("a run's input is {\"incident\": {...}} (Incident fields: content, output_schema, "
+                                  "error_type, message, ...)",
                                   field="incident")
         return input  # None or a Command (resume)
 

@@ -26,22 +26,26 @@ def _budgets(ctx: RecoveryContext) -> dict[str, int]:
     }
 
 
-def _incident_of(state: RecoveryState) -> IncidentData:
-    """The graph's input incident, or InvalidIncident naming what is missing (as recover() would say it)."""
+def _incident_of(state: RecoveryState) -> tuple[IncidentData, bool]:
+    """The graph's input incident and whether it had to be completed (a mapping of some Incident fields, e.g.
+    content alone, is validated and given the defaults of the rest); InvalidIncident names a field at fault."""
     incident = state.get("incident")
-    if isinstance(incident, dict) and incident.get("error_type") and isinstance(incident.get("message"), str):
-        return incident
+    if isinstance(incident, dict) and isinstance(incident.get("error_type"), str) \
+            and isinstance(incident.get("message"), str):
+        return incident, False
     if incident is None:
-        raise InvalidIncident('the graph\'s input is {"incident": {...}}, with error_type and message')
-    Incident.parse(incident)  # raises InvalidIncident with the field at fault
-    raise InvalidIncident("invalid incident: error_type and message are required")
+        raise InvalidIncident('the graph\'s input is {"incident": {...}} (Incident fields: content, output_schema, '
+                              'error_type, message, ...)')
+    return Incident.parse(incident).to_data(), True
 
 
 async def classify(state: RecoveryState, runtime: Runtime[RecoveryContext]) -> RecoveryUpdate:
     """Decide the error kind and fix the retry budgets for this incident; never repairs or calls out."""
     ctx = context_of(runtime)
-    kind, content_kind, rule = classify_incident(_incident_of(state))
+    incident, completed = _incident_of(state)
+    kind, content_kind, rule = classify_incident(incident)
     return {
+        **({"incident": incident} if completed else {}),
         "kind": str(kind),
         "content_kind": str(content_kind) if content_kind else None,
         "classified_by": rule,

@@ -36,7 +36,7 @@ def escalation_request(state: RecoveryState) -> dict[str, Any]:
                     'or with {"__give_up__": true} to end it not recovered.',
         "summary": build_result(state)["summary"],
         "kind": state.get("kind"),
-        "error": {"type": incident["error_type"], "message": incident["message"][:2000]},
+        "error": {"type": incident.get("error_type") or None, "message": (incident.get("message") or "")[:2000]},
         "content": content[:_CONTENT_CHARS] if content else None,
         "content_kind": state.get("content_kind"),
         "output_schema": incident.get("output_schema"),

@@ -30,6 +30,7 @@ from kgot_errors.nodes._llm import Answer, ask, budget, check_code, check_json, 
 from kgot_errors.runtime.context import RecoveryContext, context_of
 from kgot_errors.runtime.model import model_identity
 from kgot_errors.state import ContentKind, Layer, RecoveryState, RecoveryUpdate, Verdict
+from kgot_errors.state.incident import error_line
 
 __all__ = ["CorrectionCache", "correction_key", "correction_request", "llm_fix"]
 
@@ -51,7 +52,7 @@ def correction_request(state: RecoveryState) -> dict[str, Any] | None:
         "schema": incident.get("output_schema") if target == ContentKind.JSON else None,
         "prompt": incident.get("prompt"),
         "context": incident.get("context") or None,
-        "error": f"{incident['error_type']}: {incident['message']}",
+        "error": error_line(incident),
         "feedback": feedback_of(failed[-1]) if failed else None,
         "history": [{"layer": a["layer"], "candidate": a["candidate"], "feedback": feedback_of(a)}
                     for a in failed if a["layer"] == LAYER and a["candidate"]],

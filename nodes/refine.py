@@ -36,6 +36,7 @@ from kgot_errors.nodes._llm import Answer, ask, budget, check_code, check_json, 
 from kgot_errors.runtime.context import RecoveryContext, context_of
 from kgot_errors.runtime.operations import Failure, NotJSON, argument_error, json_value, run_operation
 from kgot_errors.state import ContentKind, ErrorKind, Layer, RecoveryState, RecoveryUpdate, Verdict
+from kgot_errors.state.incident import error_line
 
 __all__ = ["Proof", "mark", "parse_candidate", "prove", "refine", "revision_request", "revision_target"]
 
@@ -69,7 +70,7 @@ def revision_request(state: RecoveryState, ctx: RecoveryContext, target: str) ->
     incident = state["incident"]
     attempts = state.get("attempts", ())
     failed = [a for a in attempts if a["verdict"] == Verdict.FAILED]
-    error = f"{incident['error_type']}: {incident['message']}"
+    error = error_line(incident)
     if target != "json" and incident.get("traceback"):
         error += "\n" + incident["traceback"][-_TRACEBACK_CHARS:]
     request: dict[str, Any] = {

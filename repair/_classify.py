@@ -377,7 +377,7 @@ def content_kind_of(incident: IncidentData, table_kind: ContentKind | None, *,
 def classify_incident(incident: IncidentData, *, max_sniff_chars: int = 1_000_000) -> Classification:
     """Decide the ErrorKind: exception type (most specific first), HTTP status, content, then message text."""
     content = incident.get("content")
-    names = list(incident.get("error_mro") or []) or [incident["error_type"]]
+    names = list(incident.get("error_mro") or []) or [incident.get("error_type") or ""]
     status = incident.get("status_code")
 
     row = _table_row(names)

@@ -101,15 +101,17 @@ def _clean_text(value: Any, notes: list[str], field: str) -> Any:
 class Incident(BaseModel):
     """One failure handed to the recovery graph.
 
-    Only `error_type` and `message` are required. `content` is the failing text or code;
+    Every field is optional: `error_type` and `message` describe the exception caught, empty when there
+    was none (a mapping of content alone is an incident: its kind then comes from the content and
+    schema). `content` is the failing text or code;
     `output_schema` the JSON Schema the repaired value must fit; `operation`/`arguments`
     name a registered callable that backoff may re-run.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    error_type: str = Field(min_length=1, description="qualified exception class name")
-    message: str
+    error_type: str = Field(default="", description="qualified exception class name; empty: no exception given")
+    message: str = ""
     error_mro: list[str] = Field(default_factory=list, description="class names, most specific first")
     traceback: str | None = None
     status_code: int | None = Field(default=None, ge=100, le=599)
@@ -179,6 +181,14 @@ class Incident(BaseModel):
 
     def to_data(self) -> IncidentData:
         return self.model_dump(mode="json")  # type: ignore[return-value]
+
+
+def error_line(incident: IncidentData) -> str:
+    """`type: message` of the exception an incident carries, for prompts and logs ("no exception was given")."""
+    error_type, message = incident.get("error_type") or "", incident.get("message") or ""
+    if error_type and message:
+        return f"{error_type}: {message}"
+    return error_type or message or "no exception was given"
 
 
 _CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"

@@ -55,14 +55,16 @@ HANDOVERS: dict[str, Callable[[str], BaseException | None]] = {
     "OutputParserException": _output_parser,
     "ValidationError": _validation_error,
     "mapping": lambda text: None,
+    "content only": lambda text: None,
 }
-"""Handover name -> the exception an agent would hold for this text (None: a plain mapping, no exception)."""
+"""Handover name -> the exception an agent would hold for this text (None: a mapping, no exception: "mapping" names
+an error of the agent's own, "content only" holds nothing but the content and schema)."""
 
 
 def incident_for(handover: str, text: str, schema: Any = None) -> IncidentData:
     """The incident `recover()` would build from this handover of `text` (and `schema`)."""
     exc = HANDOVERS[handover](text)
     if exc is None:
-        return Incident.parse({"error_type": "AgentError", "message": "the answer was not usable", "content": text,
-                               "output_schema": schema}).to_data()
+        named = {"error_type": "AgentError", "message": "the answer was not usable"} if handover == "mapping" else {}
+        return Incident.parse({**named, "content": text, "output_schema": schema}).to_data()
     return Incident.from_exception(exc, content=text, schema=schema).to_data()

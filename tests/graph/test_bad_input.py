@@ -143,13 +143,14 @@ def test_random_text_and_truncated_json_always_give_a_result(content):
 
 
 @pytest.mark.parametrize("graph_input, field", [
-    ({"incident": {"content": '{"a": 1,}'}}, "error_type"),
-    ({"incident": {"error_type": "ValueError", "content": '{"a": 1,}'}}, "message"),
-    ({"incident": {"error_type": "", "message": "m"}}, "error_type"),
+    ({"incident": {"error_type": 5, "message": "m", "content": '{"a": 1,}'}}, "error_type"),
+    ({"incident": {"error_type": "ValueError", "message": None, "content": '{"a": 1,}'}}, "message"),
+    ({"incident": {"content": '{"a": 1,}', "status_code": 42}}, "status_code"),
+    ({"incident": {"content": '{"a": 1,}', "colour": "red"}}, "colour"),
     ({"incident": ["not", "a", "mapping"]}, None),
     ({}, None),
 ])
-def test_the_compiled_graph_refuses_an_incomplete_incident_with_a_typed_error(graph_input, field):
+def test_the_compiled_graph_refuses_a_malformed_incident_with_a_typed_error(graph_input, field):
     """Invoked directly (as a subgraph, say), the graph names what its input lacks; it never crashes
     with a KeyError from inside a node."""
     import asyncio
@@ -160,3 +161,41 @@ def test_the_compiled_graph_refuses_an_incomplete_incident_with_a_typed_error(gr
     with pytest.raises(InvalidIncident) as caught:
         asyncio.run(build_graph().ainvoke(graph_input))
     assert caught.value.field == field if field else "incident" in str(caught.value)
+
+
+@pytest.mark.parametrize("incident", [
+    {"content": "Sure! ```json\n{'city': 'Oslo', 'days': 2,}\n```"},
+    {"content": "Sure! ```json\n{'city': 'Oslo', 'days': 2,}\n```", "error_type": "", "message": ""},
+])
+def test_an_incident_of_content_alone_is_recovered_from_its_evidence(incident):
+    """No exception at all (as a subgraph's caller may hand it over): the content says what it is."""
+    import asyncio
+
+    from kgot_errors import build_graph
+
+    out = asyncio.run(build_graph().ainvoke({"incident": incident}))
+    result = out["result"]
+    assert (result["outcome"], result["kind"], result["value"]) == ("recovered", "syntax", {"city": "Oslo", "days": 2})
+
+
+def test_recover_takes_none_or_a_mapping_without_an_exception():
+    """Valid content with no exception comes back byte for byte; Python code with no exception is not run; broken
+    JSON against a schema is repaired to fit it."""
+    ran = []
+
+    class Sandbox:
+        name = "counting"
+
+        async def arun(self, code, **_):
+            ran.append(code)
+            raise AssertionError("code with no evidence that it ran must not be run")
+
+    valid = '{"b": 1,  "a": [1.0, 2]}'
+    same = recover(None, content=valid, checkpointer=None, settings=Settings())
+    assert same.recovered and same.outcome == "recovered" and same.text == valid
+    code = recover({"content": "import os\nprint(os.getcwd())"}, checkpointer=None, settings=Settings(),
+                   sandbox=Sandbox())
+    assert not code.recovered and code.kind == "unknown" and ran == []
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    fitted = recover({"content": '{"n": "7",}', "output_schema": schema}, checkpointer=None, settings=Settings())
+    assert fitted.recovered and fitted.value == {"n": 7} and fitted.kind in ("syntax", "schema")

@@ -11,7 +11,7 @@ import pytest
 
 from kgot_errors.errors import InvalidIncident, InvalidSchema
 from kgot_errors.state import Incident
-from kgot_errors.state.incident import parse_retry_after
+from kgot_errors.state.incident import error_line, parse_retry_after
 
 REQ = httpx.Request("GET", "http://127.0.0.1:9/")
 
@@ -86,11 +86,20 @@ def test_lone_surrogates_are_replaced_so_checkpoints_can_store_them():
     assert "lone surrogate" in inc.input_notes[0]
 
 
+def test_an_incident_needs_no_exception():
+    """Content alone is an incident; its error line (in prompts and logs) says there was no exception."""
+    bare = Incident.parse({"content": "{'a': 1}"})
+    assert (bare.error_type, bare.message, bare.content) == ("", "", "{'a': 1}")
+    assert error_line(bare.to_data()) == "no exception was given"
+    assert error_line({"error_type": "", "message": "the answer was cut off"}) == "the answer was cut off"
+    assert error_line(Incident.from_exception(ValueError("bad")).to_data()) == "ValueError: bad"
+
+
 @pytest.mark.parametrize(
     ("data", "field"),
     [
-        ({"message": "no type"}, "error_type"),
-        ({"error_type": "", "message": "m"}, "error_type"),
+        ({"error_type": 7, "message": "m"}, "error_type"),
+        ({"error_type": "E", "message": ["m"]}, "message"),
         ({"error_type": "E", "message": "m", "status_code": 999}, "status_code"),
         ({"error_type": "E", "message": "m", "severity": "apocalyptic"}, "severity"),
         ({"error_type": "E", "message": "m", "surprise": 1}, "surprise"),
