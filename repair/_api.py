@@ -67,8 +67,8 @@ def repair_json(
     """Repair LLM output into strict JSON: the unicode_fix layer, then parser_fix, exactly as the graph runs them.
 
     `schema` is None, a JSON Schema (dict or boolean) or a pydantic model class; one that is not usable raises
-    InvalidSchema (a caller's mistake). `policy` maps kinds of change (`coerced`, `added`, `removed`, `truncated`)
-    to `accept`, `degrade` or `refuse` (default: DEFAULT_POLICY, the settings' `changes`). A repair that cannot be
+    InvalidSchema (a caller's mistake). `policy` maps kinds of change (`coerced`, `added`, `removed`, `truncated`,
+    `restructured`) to `accept`, `degrade` or `refuse` (default: DEFAULT_POLICY, the settings' `changes`). A repair that cannot be
     made is a `failed` verdict, never an exception. Text holding lone surrogates (which no UTF-8 text can carry) is
     repaired with them replaced by U+FFFD, a `removed` change the policy judges, as the graph's edge does.
     """

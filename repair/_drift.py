@@ -168,6 +168,9 @@ def _library_changes(source: str, value: Any) -> list[Change]:
             for k, x in v.items():
                 if not _in_text(k, words, source):
                     changes.append(change("added", f"{path}.{k}", "a key that is not in the text"))
+                elif _only_inside_words(k, source):
+                    changes.append(change("added", f"{path}.{k}", "a key the text writes only as part of a longer "
+                                                                   f"name ({_short(k)}: `@b` read as `b`)"))
                 todo.append((x, f"{path}.{k}"))
         elif isinstance(v, list):
             todo.extend((x, f"{path}[{i}]") for i, x in enumerate(v))
@@ -195,9 +198,53 @@ def _library_changes(source: str, value: Any) -> list[Change]:
         shown = ", ".join(sorted(missing)[:5]) + (", ..." if len(missing) > 5 else "")
         changes.append(change("removed", "$", f"{len(missing)} word(s) of the text are not in the value as often as "
                                               f"in the text ({shown})"))
+    opened, held = _openers(source), _containers(value)
+    if held < opened:
+        changes.append(change("restructured", "$", f"the text opens {opened} objects or arrays, the value holds "
+                                                   f"{held}: nesting merged into the containers around it"))
     if _ends_open(source):
         changes.append(change("truncated", "$", "completed a document cut off before its end"))
     return changes
+
+
+_NAME_CHAR = re.compile(r"[\w$@#%~^&|*!?+\-.]")
+
+
+def _only_inside_words(key: str, source: str) -> bool:
+    """True if the key stands in the text, but only glued to other name characters (`@b` for `b`): the repair cut
+    the name the text wrote. False where the key is written as it is, or nowhere (other checks judge that)."""
+    if not key or not _NAME_CHAR.fullmatch(key[0]) or not _NAME_CHAR.fullmatch(key[-1]):
+        return False
+    at, seen = source.find(key), 0
+    while at >= 0 and seen < 50:
+        before = source[at - 1] if at else " "
+        after = source[at + len(key)] if at + len(key) < len(source) else " "
+        if not _NAME_CHAR.match(before) and not (after.isalnum() or after == "_"):
+            return False
+        at, seen = source.find(key, at + 1), seen + 1
+    return seen > 0
+
+
+def _openers(source: str) -> int:
+    """`{` and `[` of the text outside its quoted strings."""
+    return sum(1 for m in _TOKEN.finditer(source) if m.group() in ("{", "["))
+
+
+def _containers(value: Any) -> int:
+    """Objects and arrays in a value, and the `{` and `[` its strings hold (the text's, read as a string's)."""
+    count, todo = 0, [value]
+    while todo:
+        v = todo.pop()
+        if isinstance(v, dict):
+            count += 1
+            todo.extend(v.keys())
+            todo.extend(v.values())
+        elif isinstance(v, list):
+            count += 1
+            todo.extend(v)
+        elif isinstance(v, str):
+            count += v.count("{") + v.count("[")
+    return count
 
 
 #: A token of JSON-like text: a quoted string, a number, a literal, punctuation, a word of prose (the group), or

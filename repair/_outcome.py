@@ -13,7 +13,8 @@ MAX_STEPS = 20
 Change = dict[str, str]
 """One change a repair made to the data, as plain data: `{"kind", "path", "detail"}`. Kinds: `coerced`
 (lossless: `"1"` -> 1), `added` (a value or structure not in the text), `removed` (data not kept),
-`truncated` (a cut-off document completed)."""
+`truncated` (a cut-off document completed), `restructured` (every word kept, but the text's nesting not: an
+object or array merged into the one around it)."""
 
 
 def change(kind: str, path: str, detail: str) -> Change:
@@ -29,9 +30,11 @@ def describe(changes: list[Change]) -> list[str]:
 
 
 ACCEPT, DEGRADE, REFUSE = "accept", "degrade", "refuse"
-DEFAULT_POLICY: dict[str, str] = {"coerced": ACCEPT, "truncated": DEGRADE, "added": REFUSE, "removed": REFUSE}
+DEFAULT_POLICY: dict[str, str] = {"coerced": ACCEPT, "truncated": DEGRADE, "restructured": DEGRADE,
+                                  "added": REFUSE, "removed": REFUSE}
 """What a caller accepts of each kind of change (see Change): lossless coercions are a plain
-recovery, a completed truncated document is accepted as `degraded`, invented or deleted data is no fix."""
+recovery, a completed truncated document or a guessed nesting is accepted as `degraded`, invented or
+deleted data is no fix."""
 _RANK = {ACCEPT: 0, DEGRADE: 1, REFUSE: 2}
 
 

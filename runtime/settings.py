@@ -54,8 +54,10 @@ class SyntaxSettings(_Group):
     correction_cache_ttl: int = Field(3600, ge=0, description="seconds a cached llm_fix correction lives")
     max_content_chars: int = Field(8_000_000, ge=1, description="larger content is refused, not parsed")
     max_depth: int = Field(512, ge=1, le=10_000, description="deeper nesting is refused, not parsed")
-    changes: dict[Literal["coerced", "added", "removed", "truncated"], Literal["accept", "degrade", "refuse"]] = Field(
-        default_factory=lambda: {"coerced": "accept", "truncated": "degrade", "added": "refuse", "removed": "refuse"},
+    changes: dict[Literal["coerced", "added", "removed", "truncated", "restructured"],
+                  Literal["accept", "degrade", "refuse"]] = Field(
+        default_factory=lambda: {"coerced": "accept", "truncated": "degrade", "restructured": "degrade",
+                                 "added": "refuse", "removed": "refuse"},
         description="what a repair may do to the data: `accept` (recovered), `degrade` (outcome degraded, the "
                     "changes listed) or `refuse` (no fix), per kind of change; kinds not given keep their default")
 

@@ -23,7 +23,7 @@ class RecoveryResult(BaseModel):
     an operation's return value) and `recovered_by` the layer that proved it. A fix the policy
     accepts only as `degraded` (by default: a completed truncated document) has `recovered=False`,
     `outcome="degraded"`, its `value`, and `changes` listing what it did to the data (kind
-    `coerced`/`added`/`removed`/`truncated`, the JSON path, a detail). `summary` says in one line
+    `coerced`/`added`/`removed`/`truncated`/`restructured`, the JSON path, a detail). `summary` says in one line
     what happened; `attempts` is the whole audit trail. `parsed` is the value as an instance of the
     pydantic model given as `schema` (the value itself for a JSON Schema dict; None with no value,
     or a degraded value the model refuses); it is not part of `to_data()`, so a result read back

@@ -378,6 +378,7 @@ REFUSED = [
     ('{"d": "x", "c": {]"a": ["x", null]}, "a": {"b": ["y", null, 2, 1], "a": 2}}', None, "removed"),
     ('[{"b": ["x",] 1]}, {"d": [null, "x"]}, 1, 2]', None, "removed"),
     ("{a}", None, "added"),  # json_repair read it as ["a}"]
+    ("{$a: 1, @b: 2}", None, "added"),  # json_repair's key "b" for the text's `@b`
     # A read ending inside a string (a quote lost from `match(\"\")`): the members after the stray quote are gone.
     ('{"code": "print(m(\\""))", "explanation": "Rain at 5 tonight.", "tests_passed": false}', None, "removed"),
     ('{"a",: [2, "x"], "b": 1}', None, "added"),
@@ -437,6 +438,24 @@ def test_parser_layer_refuses_repairs_that_invent_or_delete_data(text: str, sche
 def test_repairs_that_lose_nothing_stay_clean(text: str, value: Any) -> None:
     out = parser_layer(text)
     assert out.ok and not out.degraded and out.value == value and out.changes == (), (out.reason, out.changes)
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ('{"a": "hi" {"b": null}}', {"a": "hi", "b": None}),
+    ('{ "key": ["v"], ["v1"], ["v2"], "k3": "v3" }', {"key": ["v", "v1", "v2"], "k3": "v3"}),  # json_repair's tests
+])
+def test_nesting_merged_away_is_degraded_not_recovered(text: str, value: Any) -> None:
+    """Every word kept, the text's nesting not: the value is given, marked `restructured`."""
+    out = parser_layer(text)
+    assert out.ok and out.degraded and out.value == value, (out.reason, out.changes)
+    assert [c["kind"] for c in out.changes] == ["restructured"]
+    assert not parser_layer(text, policy={"restructured": "refuse"}).ok
+
+
+@pytest.mark.parametrize("text", ["{text:words{words in brackets}}", '{"a":"x}``` [1,2]\n","b":"y"}'])
+def test_brackets_read_into_strings_are_not_nesting_lost(text: str) -> None:
+    out = parser_layer(text)
+    assert out.ok and not out.degraded and out.changes == (), (out.reason, out.changes)
 
 
 def test_prose_around_an_answer_is_not_data_left_out() -> None:
