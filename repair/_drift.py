@@ -281,6 +281,30 @@ def _past_stray_quote(text: str, end: int) -> list[re.Match[str]]:
     return list(_TOKEN.finditer(text, m.end(), m.end() + _AROUND)) if m else []
 
 
+_PROSE_WORD = re.compile(r"[^\W\d_]{2,}")
+
+
+def _carved(text: str, start: int, end: int) -> bool:
+    """True if the value lies inside a document the text opens before it and closes after it, with words of that
+    document on either side (`{"ke[[1, 2], [3]]}`: the key is lost, not prose around an answer)."""
+    head, tail = text[:start].lstrip(), text[end:].rstrip()
+    if not head or head[0] not in "{[" or tail[-1:] not in ("}", "]"):
+        return False
+    return any(_PROSE_WORD.search(_COMMENT.sub(" ", part)) for part in (head, tail))  # a fence's ```json is no word
+
+
+_LATER_MEMBER = re.compile(r"""["']\s*,\s*["'][^"'\n]{1,80}["']\s*:""")
+
+
+def cut_short(text: str, end: int) -> list[Change]:
+    """A `removed` change for a read that stopped before its document's end (the lenient reader gave up at `end`,
+    json_repair completed the rest): the document goes on (the text ends in a closer) with members in it (`", "key":`),
+    however its quotes pair (`print(f\"Hi, {")\n ...", "next": 1}`)."""
+    if text.rstrip()[-1:] not in ("}", "]") or _LATER_MEMBER.search(text, end, end + _AROUND) is None:
+        return []
+    return [change("removed", "$", f"left out the rest of the document after {_short(text[max(0, end - 30) : end])}")]
+
+
 def left_out(text: str, start: int, end: int) -> list[Change]:
     """A `removed` change when a value read from `text[start:end]` has JSON data right next to it: a member cut off
     by a stray brace, the rest of the document it was carved from (`{"c": 1, "d": }1}` read as `1`). Prose between
@@ -288,7 +312,8 @@ def left_out(text: str, start: int, end: int) -> list[Change]:
     its data."""
     before = list(_TOKEN.finditer(text, max(0, start - _AROUND), start)) if start > 0 else []
     after = list(_TOKEN.finditer(text, end, end + _AROUND)) if end < len(text) else []
-    if not (_data_run(before[::-1]) or _data_run(after) or _data_run(_past_stray_quote(text, end))):
+    if not (_data_run(before[::-1]) or _data_run(after) or _data_run(_past_stray_quote(text, end))
+            or _carved(text, start, end)):
         return []
     near = text[max(0, start - 40) : start].strip() or text[end : end + 40].strip()
     return [change("removed", "$", f"left out data next to the value ({_short(near)})")]

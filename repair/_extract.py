@@ -18,6 +18,7 @@ from kgot_errors.repair._drift import (
     _edit_changes,
     _library_changes,
     coverage,
+    cut_short,
     left_out,
     repeated_keys,
 )
@@ -398,7 +399,7 @@ def _add_read(pool: _Pool, s: str, read: _Read, seg: _Segment) -> None:
             return
         except ValueError:
             pass
-    pool.add_repaired(s[norm.start : norm.end], norm.text, norm.edits, seg, around)
+    pool.add_repaired(s[norm.start : norm.end], norm.text, norm.edits, seg, around or cut_short(s, norm.end))
 
 
 def _candidates(text: str, schema: dict[str, Any] | bool | None, *, text_fixes: bool = True) -> _Pool:

@@ -379,6 +379,10 @@ REFUSED = [
     ('[{"b": ["x",] 1]}, {"d": [null, "x"]}, 1, 2]', None, "removed"),
     ("{a}", None, "added"),  # json_repair read it as ["a}"]
     ("{$a: 1, @b: 2}", None, "added"),  # json_repair's key "b" for the text's `@b`
+    ('{"ke[[1, 2, 3], "a", [4, 5]]}', None, "removed"),  # an array carved out of the object around it: its key is lost
+    ('{"a""x}``` [1,2]", "b": "y"}', None, "removed"),  # ... out of a string, the members after it lost
+    ('{"code": "def f(n):\\n    print(f\\"Hi, {")\\n    return {\\"g\\": n}", "note": "ok", "passed": true}', None,
+     "removed"),  # a read stopped inside a string: the members after it are gone
     # A read ending inside a string (a quote lost from `match(\"\")`): the members after the stray quote are gone.
     ('{"code": "print(m(\\""))", "explanation": "Rain at 5 tonight.", "tests_passed": false}', None, "removed"),
     ('{"a",: [2, "x"], "b": 1}', None, "added"),
@@ -452,7 +456,8 @@ def test_nesting_merged_away_is_degraded_not_recovered(text: str, value: Any) ->
     assert not parser_layer(text, policy={"restructured": "refuse"}).ok
 
 
-@pytest.mark.parametrize("text", ["{text:words{words in brackets}}", '{"a":"x}``` [1,2]\n","b":"y"}'])
+@pytest.mark.parametrize("text", ["{text:words{words in brackets}}", '{"a":"x}``` [1,2]\n","b":"y"}',
+                                  '{{"a": 1}}', '{```json\n{"a":"b"}\n```}', "{[1, 2]}"])
 def test_brackets_read_into_strings_are_not_nesting_lost(text: str) -> None:
     out = parser_layer(text)
     assert out.ok and not out.degraded and out.changes == (), (out.reason, out.changes)
