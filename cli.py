@@ -189,8 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="file(s) holding broken output, or - for stdin (default); several files print one "
                          "JSON result per line, in order")
     rp.add_argument("--jsonl", action="store_true",
-                    help="each input line is an incident: a JSON object with Incident fields (error_type, message, "
-                         "content, output_schema, ...); other fields (an id) are copied to its output line. "
+                    help="each input line is an incident: a JSON object with Incident fields (content, "
+                         "output_schema, error_type, message, ...; all optional, content alone will do); other fields "
+                         "(an id) are copied to its output line. "
                          "--schema, --kind and --context apply to lines that do not say. Prints one JSON result "
                          "per line, in input order, each as soon as the ones before it are done")
     rp.add_argument("--concurrency", type=_count(1), default=10, metavar="N",

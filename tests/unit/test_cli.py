@@ -142,6 +142,23 @@ def test_repair_jsonl_prints_one_result_per_incident_in_input_order(env, tmp_pat
     assert out.stderr.decode().strip().endswith("3/4 recovered")
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_repair_jsonl_lines_of_content_alone_are_recovered_from_their_evidence(env, tmp_path, workers):
+    """No error_type or message on the lines: broken JSON is repaired, valid JSON comes back as written, code that
+    nothing shows ran is not run."""
+    lines = [{"id": "a", "content": "{'i': 1,}"}, {"id": "b", "content": '{"n":  2}'},
+             {"id": "c", "content": "import os\nos.remove('x')"}]
+    batch = tmp_path / "incidents.jsonl"
+    batch.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    out = _cli("repair", "--jsonl", str(batch), "--no-checkpoint", "--workers", workers, env=env)
+    results = [json.loads(line) for line in out.stdout.decode().splitlines()]
+    assert out.returncode == 1, out.stderr.decode()
+    assert [(r["id"], r["recovered"], r["kind"]) for r in results] == [("a", True, "syntax"), ("b", True, "syntax"),
+                                                                     ("c", False, "unknown")]
+    assert results[0]["value"] == {"i": 1} and results[1]["text"] == '{"n":  2}'
+    assert all(a["layer"] != "sandbox" for a in results[2]["attempts"])
+
+
 def test_batch_output_streams_in_input_order(capsys):
     from kgot_errors.cli import _InOrder, _Progress
 
