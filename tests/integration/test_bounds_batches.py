@@ -38,7 +38,7 @@ class FailingSaver(InMemorySaver):
 async def test_thread_ids_are_reported_as_incidents_start_and_carried_by_every_result(tmp_path):
     started: list[tuple[int, str]] = []
     ended: list[int] = []
-    batch = [GOOD, {"message": "no error_type"}, GOOD]
+    batch = [GOOD, {"message": "m", "status_code": 42}, GOOD]
 
     def on_start(index: int, tid: str | None) -> None:
         assert index not in ended  # before its result

@@ -43,10 +43,10 @@ def test_a_thousand_incidents_concurrently_every_result_in_order(store, tmp_path
 
 
 def test_one_bad_incident_does_not_sink_the_others():
-    batch = [*_incidents(3), {"message": "no error_type"}, {"error_type": "E", "message": "m", "operation": "nope"}]
+    batch = [*_incidents(3), {"message": "m", "status_code": 42}, {"error_type": "E", "message": "m", "operation": "nope"}]
     results = recover_many(batch, checkpointer=None, settings=Settings())
     assert [r.outcome for r in results] == ["recovered"] * 3 + ["invalid", "invalid"]
-    assert "error_type" in results[3].summary and "unknown operation 'nope'" in results[4].summary
+    assert "status_code" in results[3].summary and "unknown operation 'nope'" in results[4].summary
 
 
 async def test_concurrency_is_bounded():
