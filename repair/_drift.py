@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import math
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from kgot_errors.repair._normalise import QUOTES
@@ -73,6 +74,8 @@ def _edit_changes(edits: tuple[str, ...], value: Any = None, source: str = "") -
     if value is None or not any(e in edits for e in _QUOTE_EDITS):
         return changes
     empties = len(_EMPTY_STRING.findall(source))
+    written = _Escaped(source)
+    keys = _keys(value)
     for v in _leaves(value):
         if len(changes) >= 20:
             break
@@ -81,9 +84,42 @@ def _edit_changes(edits: tuple[str, ...], value: Any = None, source: str = "") -
                 empties -= 1
                 if empties < 0:
                     changes.append(change("added", "$", "an empty string that is not in the text"))
-            elif _MEMBERS.search(v):
+            elif (_MEMBERS.search(v) or (v in keys and _KEY_MEMBERS.search(v))) and not written.holds(v):
                 changes.append(change("added", "$", f"members read into one string by its quotes ({_short(v)})"))
     return changes
+
+
+def _keys(value: Any) -> set[str]:
+    found: set[str] = set()
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        if isinstance(v, dict):
+            found.update(v)
+            todo.extend(v.values())
+        elif isinstance(v, list):
+            todo.extend(v)
+    return found
+
+
+_KEY_MEMBERS = re.compile(r"""[,:]\s*["']""")
+"""A key holding a separator and a quote (`age: 30, "email`): the key swallowed the members after it."""
+
+
+class _Escaped:
+    """Whether the text writes a string with its quotes escaped (`"{\\"q\\": \\"x\\"}"`): quotes and separators inside
+    such a string are its content, not members. At most LOOKS searches of the text; past them, no."""
+
+    LOOKS = 200
+
+    def __init__(self, source: str) -> None:
+        self.source, self.looks = source, self.LOOKS if "\\" in source else 0
+
+    def holds(self, value: str) -> bool:
+        if self.looks <= 0:
+            return False
+        self.looks -= 1
+        return _dumps(value)[1:-1] in self.source
 
 
 _MEMBER = re.compile(r"""(["'])((?:[^"'\\\n]|\\.){1,200})\1\s*:\s*(?:"(?:[^"\\\n]|\\.){0,400}"|'(?:[^'\\\n]|\\.){0,400}'"""
@@ -93,28 +129,33 @@ _MEMBER = re.compile(r"""(["'])((?:[^"'\\\n]|\\.){1,200})\1\s*:\s*(?:"(?:[^"\\\n
 def _repeated_members(source: str) -> Counter[str]:
     """The words of members one object of the text repeats word for word (`{"k": "v", "k": "v"}`): reading one
     loses nothing. (The same member in two objects, `[{"k": "v"}, {"k": "v"}]`, is two members.)"""
-    last: dict[str, int] = {}
+    seen: set[tuple[str, int]] = set()
     extra: Counter[str] = Counter()
+    within = _containers_of(source)
     for m in _MEMBER.finditer(source):
-        member = m.group()
-        if member in last and _one_level(source, last[member], m.start()):
-            extra += _words(member)
-        last[member] = m.end()
+        member = (m.group(), within(m.start()))
+        if member in seen:
+            extra.update(_words(member[0]))
+        seen.add(member)
     return extra
 
 
-def _one_level(text: str, start: int, end: int) -> bool:
-    """True if `text[start:end]` neither leaves the container it starts in nor ends inside a new one."""
-    depth = 0
-    for m in _OPEN_TOKEN.finditer(text, start, end):
+def _containers_of(text: str) -> Callable[[int], int]:
+    """Which container of the text a position lies in (the offset of its opening bracket, -1 for none), from one
+    pass over the text's brackets outside double-quoted strings."""
+    stack, starts, opened = [-1], [0], [-1]
+    for m in _OPEN_TOKEN.finditer(text):
         c = m.group()[0]
         if c in "[{(":
-            depth += 1
+            stack.append(m.start())
         elif c in "]})":
-            depth -= 1
-            if depth < 0:
-                return False
-    return depth == 0
+            if len(stack) > 1:
+                stack.pop()
+        else:
+            continue
+        starts.append(m.end())
+        opened.append(stack[-1])
+    return lambda at: opened[bisect.bisect_right(starts, at) - 1]
 
 
 def repeated_keys(lost: list[str]) -> list[Change]:
@@ -161,16 +202,21 @@ def _library_changes(source: str, value: Any) -> list[Change]:
             numbers.add(float(m.group().replace("_", "")))
     empties = len(_EMPTY_STRING.findall(source))
     across = _Across(source)
+    name_looks = _Across.LOOKS  # each a search of the text: a bound for values with thousands of keys
+    written = _Escaped(source)
     todo: list[tuple[Any, str]] = [(value, "$")]
     while todo and len(changes) < 20:
         v, path = todo.pop()
         if isinstance(v, dict):
             for k, x in v.items():
+                name_looks -= 1
                 if not _in_text(k, words, source):
                     changes.append(change("added", f"{path}.{k}", "a key that is not in the text"))
-                elif _only_inside_words(k, source):
+                elif name_looks > 0 and _only_inside_words(k, source):
                     changes.append(change("added", f"{path}.{k}", "a key the text writes only as part of a longer "
                                                                    f"name ({_short(k)}: `@b` read as `b`)"))
+                elif (_KEY_MEMBERS.search(k) or _MEMBERS.search(k)) and not written.holds(k):
+                    changes.append(change("added", f"{path}.{k}", f"members read into one key ({_short(k)})"))
                 todo.append((x, f"{path}.{k}"))
         elif isinstance(v, list):
             todo.extend((x, f"{path}[{i}]") for i, x in enumerate(v))
@@ -198,7 +244,7 @@ def _library_changes(source: str, value: Any) -> list[Change]:
         shown = ", ".join(sorted(missing)[:5]) + (", ..." if len(missing) > 5 else "")
         changes.append(change("removed", "$", f"{len(missing)} word(s) of the text are not in the value as often as "
                                               f"in the text ({shown})"))
-    opened, held = _openers(source), _containers(value)
+    opened, held = _openers(_COMMENT.sub(" ", source)), _containers(value)
     if held < opened:
         changes.append(change("restructured", "$", f"the text opens {opened} objects or arrays, the value holds "
                                                    f"{held}: nesting merged into the containers around it"))
@@ -288,8 +334,8 @@ def _carved(text: str, start: int, end: int) -> bool:
     """True if the value lies inside a document the text opens before it and closes after it, with words of that
     document on either side (`{"ke[[1, 2], [3]]}`: the key is lost, not prose around an answer)."""
     head, tail = text[:start].lstrip(), text[end:].rstrip()
-    if not head or head[0] not in "{[" or tail[-1:] not in ("}", "]"):
-        return False
+    if not head or head[0] not in "{[" or tail[-1:] not in ("}", "]") or _containers_of(head)(len(head)) != 0:
+        return False  # no document around the value (`{Answer}\n{"a": 1}\n{End}`: its braces close before it)
     return any(_PROSE_WORD.search(_COMMENT.sub(" ", part)) for part in (head, tail))  # a fence's ```json is no word
 
 
@@ -366,6 +412,7 @@ class _Across:
 
     def __init__(self, source: str) -> None:
         self.source = source
+        self.written = _Escaped(source)
         self.quoted: Counter[str] | None = None
         self.unquoted = ""
         self.looks = self.LOOKS
@@ -396,7 +443,7 @@ class _Across:
             return False
         self.looks -= 1
         if _MEMBERS.search(value) is not None:
-            return True
+            return not self.written.holds(value)
         if count is None and any(q in self.source for q in (f'"{value}"', f"'{value}'", _dumps(value))):
             return False  # quoted in the text: an unpaired quote before it put the scan's pairing astray
         return _SPACE.sub("", value) in self.unquoted

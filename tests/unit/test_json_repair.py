@@ -379,6 +379,9 @@ REFUSED = [
     ('[{"b": ["x",] 1]}, {"d": [null, "x"]}, 1, 2]', None, "removed"),
     ("{a}", None, "added"),  # json_repair read it as ["a}"]
     ("{$a: 1, @b: 2}", None, "added"),  # json_repair's key "b" for the text's `@b`
+    # A key missing its end quote swallowing the members after it (third review): the keys age and email were gone.
+    ('{"name": "Alice", "age: 30, "email": "a@x.com"}', None, "added"),
+    ('{"debug: true, "level": "info"}', None, "added"),
     ('{"ke[[1, 2, 3], "a", [4, 5]]}', None, "removed"),  # an array carved out of the object around it: its key is lost
     ('{"a""x}``` [1,2]", "b": "y"}', None, "removed"),  # ... out of a string, the members after it lost
     ('{"code": "def f(n):\\n    print(f\\"Hi, {")\\n    return {\\"g\\": n}", "note": "ok", "passed": true}', None,
@@ -457,10 +460,30 @@ def test_nesting_merged_away_is_degraded_not_recovered(text: str, value: Any) ->
 
 
 @pytest.mark.parametrize("text", ["{text:words{words in brackets}}", '{"a":"x}``` [1,2]\n","b":"y"}',
-                                  '{{"a": 1}}', '{```json\n{"a":"b"}\n```}', "{[1, 2]}"])
+                                  '{{"a": 1}}', '{```json\n{"a":"b"}\n```}', "{[1, 2]}", '{Answer}\n{"a": 1,}\n{End}'])
 def test_brackets_read_into_strings_are_not_nesting_lost(text: str) -> None:
     out = parser_layer(text)
     assert out.ok and not out.degraded and out.changes == (), (out.reason, out.changes)
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    # JSON the text escaped inside a string, next to a quote it did not escape (an agent's tool call; third review)
+    ('{"action": "search", "args": "{\\"q\\": \\"weather\\"}", "thought": "The user said "hello""}',
+     {"action": "search", "args": '{"q": "weather"}', "thought": 'The user said "hello"'}),
+    ('{"payload": "{\\"a\\": \\"b\\"}", "note": "he said "hi" to me"}', {"payload": '{"a": "b"}', "note": 'he said "hi" to me'}),
+])
+def test_quotes_the_text_escaped_are_a_strings_content_not_members(text: str, value: Any) -> None:
+    out = parser_layer(text)
+    assert out.ok and not out.degraded and out.value == value, (out.reason, out.changes)
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ('{"a": 1 "b": 2 # {x}\n}', {"a": 1, "b": 2}),
+    ('{"a": [1 2], # [note]\n "b": 3}', {"a": [1, 2], "b": 3}),
+])
+def test_brackets_in_comments_are_not_nesting(text: str, value: Any) -> None:
+    out = parser_layer(text)
+    assert out.ok and not out.degraded and out.value == value, (out.reason, out.changes)
 
 
 def test_prose_around_an_answer_is_not_data_left_out() -> None:
