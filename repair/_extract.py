@@ -358,11 +358,24 @@ def _collect(pool: _Pool, seg: _Segment, fenced: bool = False, skip: tuple[tuple
             edits = tuple(dict.fromkeys(e for r in reads for e in r.norm.edits))
             kept = [v for v in values if v not in ({}, [])] or values  # `{"a": 1}, []`: empties are noise
             if len(kept) > 1:
+                prose = [s[r.norm.start : r.norm.end] for r, v in zip(reads, values) if _prose_read(r, v)]
+                if len(prose) == len(reads):
+                    prose = []  # words only (`a, b`, `[a, b] [c, d]`): they are the answer, not prose beside one
                 pool.add(kept, ("collected several JSON values into an array", *edits), complete=True, seg=seg,
                          span=reads[-1].norm.end - start,
                          changes=[*_edit_changes(edits, kept, s[start : reads[-1].norm.end]), *repeated_keys(lost),
-                                  *left_out(s, start, reads[-1].norm.end)])
+                                  *left_out(s, start, reads[-1].norm.end),
+                                  *(change("added", "$", f"words of prose read as values beside the answer "
+                                                         f"({prose[0][:40]})") for _ in prose[:1])])
             covered = max(covered, reads[-1].norm.end)
+
+
+def _prose_read(read: _Read, value: Any) -> bool:
+    """True if the read is one run of words, quoted by the normaliser (`(confidence is high)`, `[ANSWER]`): prose
+    in brackets, not a value to collect with the answer (`[red, green]`, several items, may be data)."""
+    if "quoted bare words" not in read.norm.edits:
+        return False
+    return isinstance(value, str) or (isinstance(value, list) and len(value) == 1 and isinstance(value[0], str))
 
 
 def _stream_values(reads: list[_Read], lost: list[str]) -> list[Any] | None:

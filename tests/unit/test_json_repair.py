@@ -478,6 +478,22 @@ def test_quotes_the_text_escaped_are_a_strings_content_not_members(text: str, va
 
 
 @pytest.mark.parametrize(("text", "value"), [
+    # Prose in brackets beside the answer is not a value to collect with it (third review: these came back as
+    # invented arrays, e.g. [{"score": 0.9, "label": "positive"}, "confidence is high"]).
+    ('Sure! Here is the result: {"score": 0.9, "label": "positive"} (confidence is high)', {"score": 0.9,
+                                                                                             "label": "positive"}),
+    ('[ANSWER] {"score": 5, "reason": "good",} [/ANSWER]', {"score": 5, "reason": "good"}),
+    ('[Output]\nHere it is: {"a": 1}\n[End of output]', {"a": 1}),
+    # ... while words that are the whole answer, or several items, still are values
+    ("[a, b] [c, d]", [["a", "b"], ["c", "d"]]),
+    ('{"a": 1} [x, y]', [{"a": 1}, ["x", "y"]]),
+])
+def test_prose_in_brackets_is_not_collected_with_the_answer(text: str, value: Any) -> None:
+    out = parser_layer(text)
+    assert out.ok and not out.degraded and out.value == value, (out.reason, out.changes)
+
+
+@pytest.mark.parametrize(("text", "value"), [
     ('{"a": 1 "b": 2 # {x}\n}', {"a": 1, "b": 2}),
     ('{"a": [1 2], # [note]\n "b": 3}', {"a": [1, 2], "b": 3}),
 ])
