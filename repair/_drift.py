@@ -237,14 +237,14 @@ def _library_changes(source: str, value: Any) -> list[Change]:
                 changes.append(change("added", path, "null, which the text does not say"))
         elif isinstance(v, (int, float)) and math.isfinite(v) and float(v) not in numbers:
             changes.append(change("added", path, f"the number {v}, which is not in the text"))
-    kept = _value_words(value)
-    said = _words(_COMMENT.sub(" ", source)) - _repeated_members(source)
+    kept, uncommented = _value_words(value), _COMMENT.sub(" ", source)
+    said = _words(uncommented) - _repeated_members(source)
     missing = [w for w, n in said.items() if n > kept[w]]
     if missing:
         shown = ", ".join(sorted(missing)[:5]) + (", ..." if len(missing) > 5 else "")
         changes.append(change("removed", "$", f"{len(missing)} word(s) of the text are not in the value as often as "
                                               f"in the text ({shown})"))
-    opened, held = _openers(_COMMENT.sub(" ", source)), _containers(value)
+    opened, held = _openers(uncommented), _containers(value)
     if held < opened:
         changes.append(change("restructured", "$", f"the text opens {opened} objects or arrays, the value holds "
                                                    f"{held}: nesting merged into the containers around it"))

@@ -359,14 +359,12 @@ def _collect(pool: _Pool, seg: _Segment, fenced: bool = False, skip: tuple[tuple
             kept = [v for v in values if v not in ({}, [])] or values  # `{"a": 1}, []`: empties are noise
             if len(kept) > 1:
                 prose = [s[r.norm.start : r.norm.end] for r, v in zip(reads, values) if _prose_read(r, v)]
-                if len(prose) == len(reads):
-                    prose = []  # words only (`a, b`, `[a, b] [c, d]`): they are the answer, not prose beside one
+                beside = [change("added", "$", f"words of prose read as values beside the answer ({prose[0][:40]})")] \
+                    if 0 < len(prose) < len(reads) else []  # words only (`a, b`, `[a, b] [c, d]`) are the answer
                 pool.add(kept, ("collected several JSON values into an array", *edits), complete=True, seg=seg,
                          span=reads[-1].norm.end - start,
                          changes=[*_edit_changes(edits, kept, s[start : reads[-1].norm.end]), *repeated_keys(lost),
-                                  *left_out(s, start, reads[-1].norm.end),
-                                  *(change("added", "$", f"words of prose read as values beside the answer "
-                                                         f"({prose[0][:40]})") for _ in prose[:1])])
+                                  *left_out(s, start, reads[-1].norm.end), *beside])
             covered = max(covered, reads[-1].norm.end)
 
 

@@ -99,7 +99,7 @@ def loads_strict(text: str, *, max_depth: int = DEFAULT_MAX_DEPTH, max_chars: in
         raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
     decoder = DECODER if lost is None else _counting_decoder(lost)
     try:
-        return decoder.decode(text)  # one decoder, not a new one per call as json.loads(parse_...=) makes
+        return decoder.decode(text)  # DECODER: one decoder, not a new one per call as json.loads(parse_...=) makes
     except RecursionError as exc:  # pragma: no cover - the depth check comes first
         raise InputTooLarge("input nests too deeply") from exc
 
