@@ -34,7 +34,14 @@ from kgot_errors.repair._normalise import (
 )
 from kgot_errors.repair._outcome import REFUSE, Change, change, describe, disposition
 from kgot_errors.repair._schema import schema_errors, schema_report, without_patterns
-from kgot_errors.repair._strict import DEFAULT_MAX_DEPTH, _finite, is_strict_json, loads_strict, nesting_depth
+from kgot_errors.repair._strict import (
+    DEFAULT_MAX_DEPTH,
+    _finite,
+    is_strict_json,
+    loads_strict,
+    lost_keys,
+    nesting_depth,
+)
 from kgot_errors.repair._unicode import fix_value_text, surrogate_changes
 
 #: Inputs longer than this get fewer extraction attempts (each may cost linear time).
@@ -385,6 +392,7 @@ def _stream_values(reads: list[_Read], lost: list[str]) -> list[Any] | None:
             return None
         if r.parsed:
             values.append(r.value)
+            lost += lost_keys(r.norm.text, r.value)
             continue
         try:
             values.append(loads_strict(r.norm.text, lost=lost))
@@ -398,7 +406,8 @@ def _add_read(pool: _Pool, s: str, read: _Read, seg: _Segment) -> None:
     span = norm.end - norm.start
     around = left_out(s, norm.start, norm.end)
     if read.parsed:
-        pool.add(read.value, (), complete=True, seg=seg, span=span, changes=around)
+        pool.add(read.value, (), complete=True, seg=seg, span=span,
+                 changes=[*repeated_keys(lost_keys(norm.text, read.value)), *around])
         return
     if norm.complete:
         lost: list[str] = []

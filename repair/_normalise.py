@@ -43,6 +43,9 @@ _TRAILING_CLOSERS = re.compile(r"(?:[\s\]}]|`{3,})*$")
 _JS_PREFIX = re.compile(r"(?:(?:export\s+default|module\.exports\s*=|(?:const|let|var)\s+[\w$]+\s*=)\s*)")
 _CONTROL_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
 _JSON_ESCAPES = '"\\/bfnrt'
+#: Escapes read pairwise from the left (`\\d` is an escaped backslash and a `d`); `\u` and four hex digits is one.
+_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.?)", re.S)
+_KEPT_ESCAPES = frozenset(_JSON_ESCAPES) | frozenset(QUOTES)
 
 
 class _Bail(Exception):
@@ -66,16 +69,20 @@ def _escape_control(ch: str) -> str:
 
 
 def _clean_double(body: str) -> tuple[str, bool]:
-    """The body of a double-quoted string made valid: bad escapes and raw controls fixed."""
+    """The body of a double-quoted string made valid: bad escapes and raw controls fixed. A string with an
+    escape JSON does not have (`C:\\new\\docs`, `\\frac{a}\\alpha`) was written without escaping: its `\\n`,
+    `\\t`, `\\b`, `\\f` and `\\r` are a backslash and a letter too (escaped quotes and backslashes, `\\u00e9`, stay)."""
     if not _NEEDS_CLEANING.search(body):
         return body, False
+    literal = "\\" in body and any(
+        len(m.group(1)) != 5 and m.group(1) not in _KEPT_ESCAPES for m in _ESCAPE.finditer(body))
     out: list[str] = []
     k, n = 0, len(body)
     while k < n:
         ch = body[k]
         if ch == "\\":
             nxt = body[k + 1] if k + 1 < n else ""
-            if nxt and nxt in _JSON_ESCAPES:
+            if nxt and nxt in _JSON_ESCAPES and not (literal and nxt in "bfnrt"):
                 out.append("\\" + nxt)
                 k += 2
             elif nxt == "u" and _HEX4.match(body, k + 2):
@@ -359,7 +366,12 @@ class _Normaliser:
             self.note("removed ellipsis placeholders")
             return _KEY
         self.key_at = len(self.out)
-        if c in QUOTES:
+        split = _key_missing_end_quote(s, self.i) if c == '"' else None
+        if split is not None:
+            name, self.i = split
+            text = _dumps(name)
+            self.note("closed keys missing their end quote")
+        elif c in QUOTES:
             text = self.string(key=True)
         else:
             m = _KEY_WORD.match(s, self.i)
@@ -381,6 +393,10 @@ class _Normaliser:
         self.begin_value()
         self.out.append(text)
         self.tokens += 1
+        if split is not None:
+            self.out.append(":")
+            self.objects[-1][1] += 1
+            return _VALUE
         return _COLON
 
     def colon(self, c: str) -> int:
@@ -735,6 +751,22 @@ def _quoted_key_follows(s: str, j: int) -> bool:
     while k < len(s) and s[k] in " \t":
         k += 1
     return k < len(s) and s[k] == ":"
+
+
+_KEY_THEN_COLON = re.compile(r'"([^"\\\n:{}\[\],]{1,80}?)\s*:\s*"')
+
+
+def _key_missing_end_quote(s: str, i: int) -> tuple[str, int] | None:
+    """`"a: "4"`: a key that lost its end quote before its colon and a quoted value: the key's name and where
+    the value starts (`"a: ": 1`, a key ending in a colon, has no closed string after it)."""
+    m = _KEY_THEN_COLON.match(s, i)
+    if m is None or not m.group(1).strip():
+        return None
+    value = m.end() - 1
+    end = string_end(s, value, lenient=False)
+    if end < 0 or not closes_string(s, end + 1):
+        return None
+    return m.group(1).strip(), value
 
 
 def _value_follows(s: str, j: int) -> bool:

@@ -104,6 +104,27 @@ def loads_strict(text: str, *, max_depth: int = DEFAULT_MAX_DEPTH, max_chars: in
         raise InputTooLarge("input nests too deeply") from exc
 
 
+_KEY_END = re.compile(r'"\s*:')
+
+
+def lost_keys(text: str, value: Any) -> list[str]:
+    """The keys strict JSON `text` repeats in one object with another value (`value`, its json.loads, kept the
+    last). A count decides for most texts: one holding no more `":` than its value has keys repeats none."""
+    keys, todo = 0, [value]
+    while todo:
+        v = todo.pop()
+        if isinstance(v, dict):
+            keys += len(v)
+            todo.extend(v.values())
+        elif isinstance(v, list):
+            todo.extend(v)
+    if len(_KEY_END.findall(text)) <= keys:
+        return []
+    lost: list[str] = []
+    loads_strict(text, lost=lost)
+    return lost
+
+
 def _counting_decoder(lost: list[str]) -> json.JSONDecoder:
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         obj = dict(items)

@@ -242,6 +242,17 @@ QUOTES = [
     ('{"code": "for i in x:\n    print(i)\n", "n": 1}', {"code": "for i in x:\n    print(i)\n", "n": 1}),
     ('{"p": "C:\\Users\\x", "r": "\\d+"}', {"p": "C:\\Users\\x", "r": "\\d+"}),
     ('{"key": "valu\\\'e"}', {"key": "valu'e"}),
+    # A string with an invalid escape was written without escaping: all its backslashes are its own (`\\n` in a
+    # Windows path is not a newline, `\\f` in LaTeX not a form feed); other strings keep their escapes.
+    ('{"path": "C:\\new\\docs\\file.txt", "s": "a\\nb"}', {"path": "C:\\new\\docs\\file.txt", "s": "a\nb"}),
+    ('{"tex": "\\frac{a}{b} + \\alpha \\beta \\u00e9"}', {"tex": "\\frac{a}{b} + \\alpha \\beta \u00e9"}),
+    ('{"p": "C:\\\\new\\temp\\data", "q": "say \\"hi\\" \\d"}', {"p": "C:\\new\\temp\\data", "q": 'say "hi" \\d'}),
+    # A key missing its end quote before a quoted value: `"a: "4"` is the key a and the string "4" (not `"a: ": 4`).
+    ('[{"q": "what is 2+2", "a: "4"}]', [{"q": "what is 2+2", "a": "4"}]),
+    ('{"name: "Ann", "n": 1}', {"name": "Ann", "n": 1}),
+    ('{"a: "v", "loc": "Paris, France"}', {"a": "v", "loc": "Paris, France"}),  # (second review: was `added`)
+    ('{"a": "p", "b: "Paris, France", "c": 3}', {"a": "p", "b": "Paris, France", "c": 3}),
+    ('{"a: ": 1, b: 2}', {"a: ": 1, "b": 2}),  # a key ending in a colon
 ]
 
 LITERALS_AND_NUMBERS = [
@@ -397,9 +408,7 @@ REFUSED = [
     ("[{a: 1, b c: 2}, {" + ", ".join(f'"k{i}": "v,{i}\\u0021"' for i in range(30)) + "}]", None, "added"),
     ('{"n": "Bob", "tags": "tags": ["x", "y"]}', None, "added"),  # {"tags": "tags\": [\"x\", \"y"}
     ('{"b": "x", "c": "c": [true, "ok"], "a": 2}', None, "added"),
-    # The normaliser's own quote edits merging members into a key or inventing an empty value (second review).
-    ('{"a: "v", "loc": "Paris, France"}', None, "added"),
-    ('{"a": "p", "b: "Paris, France", "c": 3}', None, "added"),
+    # The normaliser's own quote edits inventing an empty value (second review).
     ('{"a": x, y", "b": 1}', None, "added"),
     # Data dropped where the same words stand elsewhere in the text (found by fuzzing the corpus): json_repair's
     # `"email": "e@x": true` loses `true`, which another member also says; a quote edit reads `": 16}, {"text` as
@@ -408,6 +417,8 @@ REFUSED = [
     ('{"e": [{"text": "M", "type": "LOC", "start": 8, ": 16}, {"text": "S", "type": "ORG", "start": 51, "end": 60}]}',
      None, "removed"),
     ('{"a": "x", "b": 1, "a": "y",}', None, "removed"),  # the text's own repeated key: one of its values is lost
+    ('Here: {"a": 1, "a": 2}', None, "removed"),  # ... in valid JSON read out of prose or a fence
+    ('```json\n{"x": [{"a": 1, "b": 2, "a": 3}]}\n```', None, "removed"),
     ('[{"label": "a", "flagged": false}, {"label": "neg", "reasoninlied: \'fine\'.", "flagged": false, "n": null}]',
      None, "removed"),  # the second `"flagged": false` is gone: the same member in another object is not a repeat
     # json_repair's `{"path": "C:\\x.csvttern\": \"^\\d$", ...}`: a key and its value read into the string before.
