@@ -15,6 +15,7 @@ from typing import Any
 from kgot_errors.repair._normalise import QUOTES
 from kgot_errors.repair._outcome import Change, change
 from kgot_errors.repair._strict import dumps as _dumps
+from kgot_errors.repair._strict import loads_strict
 
 #: A json_repair result must keep at least this share of its input's words and numbers.
 MIN_COVERAGE = 0.6
@@ -84,7 +85,8 @@ def _edit_changes(edits: tuple[str, ...], value: Any = None, source: str = "") -
                 empties -= 1
                 if empties < 0:
                     changes.append(change("added", "$", "an empty string that is not in the text"))
-            elif (_MEMBERS.search(v) or (v in keys and _KEY_MEMBERS.search(v))) and not written.holds(v):
+            elif (_MEMBERS.search(v) or (v in keys and _KEY_MEMBERS.search(v))) and not written.holds(v) \
+                    and not _quoted_document(v, source):
                 changes.append(change("added", "$", f"members read into one string by its quotes ({_short(v)})"))
     return changes
 
@@ -120,6 +122,17 @@ class _Escaped:
             return False
         self.looks -= 1
         return _dumps(value)[1:-1] in self.source
+
+
+def _quoted_document(value: str, source: str) -> bool:
+    """Whether the text quotes the string as a JSON document without escaping its quotes (`"{"q": "x"}"`, tool-call
+    arguments): the members inside are the string's content."""
+    if value[:1] not in ("{", "[") or f'"{value}"' not in source:
+        return False
+    try:
+        return isinstance(loads_strict(value), (dict, list))
+    except ValueError:
+        return False
 
 
 _MEMBER = re.compile(r"""(["'])((?:[^"'\\\n]|\\.){1,200})\1\s*:\s*(?:"(?:[^"\\\n]|\\.){0,400}"|'(?:[^'\\\n]|\\.){0,400}'"""
@@ -443,7 +456,7 @@ class _Across:
             return False
         self.looks -= 1
         if _MEMBERS.search(value) is not None:
-            return not self.written.holds(value)
+            return not (self.written.holds(value) or _quoted_document(value, self.source))
         if count is None and any(q in self.source for q in (f'"{value}"', f"'{value}'", _dumps(value))):
             return False  # quoted in the text: an unpaired quote before it put the scan's pairing astray
         return _SPACE.sub("", value) in self.unquoted

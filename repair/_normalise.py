@@ -46,6 +46,9 @@ _JSON_ESCAPES = '"\\/bfnrt'
 #: Escapes read pairwise from the left (`\\d` is an escaped backslash and a `d`); `\u` and four hex digits is one.
 _ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.?)", re.S)
 _KEPT_ESCAPES = frozenset(_JSON_ESCAPES) | frozenset(QUOTES)
+_LETTER_ESCAPES = frozenset("bfnrt")
+#: `\n\n`, `\n-`, `\t1`: a letter escape before what starts no word (a path's or LaTeX's `\new`, `\frac` do).
+_ESCAPED_BREAK = re.compile(r"\\[bfnrt](?![A-Za-z])")
 
 
 class _Bail(Exception):
@@ -70,19 +73,24 @@ def _escape_control(ch: str) -> str:
 
 def _clean_double(body: str) -> tuple[str, bool]:
     """The body of a double-quoted string made valid: bad escapes and raw controls fixed. A string with an
-    escape JSON does not have (`C:\\new\\docs`, `\\frac{a}\\alpha`) was written without escaping: its `\\n`,
-    `\\t`, `\\b`, `\\f` and `\\r` are a backslash and a letter too (escaped quotes and backslashes, `\\u00e9`, stay)."""
+    escape JSON does not have (`C:\\new\\docs`, `\\frac{a}\\alpha`) and none that only escaping writes (`\\\\`,
+    `\\"`, `\\/`, `\\u00e9`, a `\\n` before no word) was written without escaping: its `\\n`, `\\t`, `\\b`, `\\f`, `\\r`
+    are a backslash and a letter too. (A bad escape in an escaped string, `\\"^\\d\\"`, `Best,\\n\\nAnn\\`, leaves its
+    other escapes as they are.)"""
     if not _NEEDS_CLEANING.search(body):
         return body, False
-    literal = "\\" in body and any(
-        len(m.group(1)) != 5 and m.group(1) not in _KEPT_ESCAPES for m in _ESCAPE.finditer(body))
+    literal = False
+    if "\\" in body:
+        escapes = {m.group(1) for m in _ESCAPE.finditer(body)}
+        invalid = {e for e in escapes if e not in _KEPT_ESCAPES and len(e) != 5}
+        literal = bool(invalid) and escapes - invalid <= _LETTER_ESCAPES and not _ESCAPED_BREAK.search(body)
     out: list[str] = []
     k, n = 0, len(body)
     while k < n:
         ch = body[k]
         if ch == "\\":
             nxt = body[k + 1] if k + 1 < n else ""
-            if nxt and nxt in _JSON_ESCAPES and not (literal and nxt in "bfnrt"):
+            if nxt and nxt in _JSON_ESCAPES and not (literal and nxt in _LETTER_ESCAPES):
                 out.append("\\" + nxt)
                 k += 2
             elif nxt == "u" and _HEX4.match(body, k + 2):
@@ -485,6 +493,11 @@ class _Normaliser:
             end = string_end(s, i, lenient=False)
             if end < 0:
                 return self.truncated_string(i, _clean_double)
+            document = -1 if key or closes_string(s, end + 1, extra) else _quoted_document_end(s, i, extra)
+            if document > 0:  # `"{"q": "x"}"`: a JSON document quoted without escaping its quotes is one string
+                self.i = document + 1
+                self.note("kept a JSON document quoted without escapes as a string")
+                return _dumps(s[i + 1 : document])
             if not (closes_string(s, end + 1, extra) or (key and _value_follows(s, end + 1))):
                 end = _later_close(s, i, end, "key" if key else (self.stack[-1] if self.stack else ""))
                 if isinstance(end, _Split):
@@ -646,6 +659,14 @@ _KEY_INSIDE = re.compile(r'""|":|,\s*"?[\w$-]+"?\s*:')
 
 _DOUBLE_QUOTED = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 _VALID_AFTER_OPEN = {"{": '"}', "[": '"-0123456789{[tfn]'}
+
+
+def _quoted_document_end(s: str, i: int, extra: str) -> int:
+    """For `"` at `i` followed by a strict JSON container and a quote that closes the string: that quote's index."""
+    if s[i + 1 : i + 2] not in ("{", "["):
+        return -1
+    end = _valid_container_end(s, i + 1)
+    return end if 0 < end < len(s) and s[end] == '"' and closes_string(s, end + 1, extra) else -1
 
 
 def _valid_container_end(s: str, i: int) -> int:

@@ -245,14 +245,22 @@ QUOTES = [
     # A string with an invalid escape was written without escaping: all its backslashes are its own (`\\n` in a
     # Windows path is not a newline, `\\f` in LaTeX not a form feed); other strings keep their escapes.
     ('{"path": "C:\\new\\docs\\file.txt", "s": "a\\nb"}', {"path": "C:\\new\\docs\\file.txt", "s": "a\nb"}),
-    ('{"tex": "\\frac{a}{b} + \\alpha \\beta \\u00e9"}', {"tex": "\\frac{a}{b} + \\alpha \\beta \u00e9"}),
-    ('{"p": "C:\\\\new\\temp\\data", "q": "say \\"hi\\" \\d"}', {"p": "C:\\new\\temp\\data", "q": 'say "hi" \\d'}),
+    ('{"tex": "\\frac{a}{b} + \\alpha \\beta", "n": 1,}', {"tex": "\\frac{a}{b} + \\alpha \\beta", "n": 1}),
+    # ... but one bad escape in a string written with escapes (`\\\\`, `\\"`) leaves its `\\t` and `\\n` as they are.
+    ('{"p": "C:\\\\new\\temp\\data", "q": "say \\"hi\\"\\n\\d"}', {"p": "C:\\new\temp\\data", "q": 'say "hi"\n\\d'}),
+    ('{"body": "Thanks.\\n\\nBest,\\hAnn", "n": 1,}', {"body": "Thanks.\n\nBest,\\hAnn", "n": 1}),
     # A key missing its end quote before a quoted value: `"a: "4"` is the key a and the string "4" (not `"a: ": 4`).
     ('[{"q": "what is 2+2", "a: "4"}]', [{"q": "what is 2+2", "a": "4"}]),
     ('{"name: "Ann", "n": 1}', {"name": "Ann", "n": 1}),
     ('{"a: "v", "loc": "Paris, France"}', {"a": "v", "loc": "Paris, France"}),  # (second review: was `added`)
     ('{"a": "p", "b: "Paris, France", "c": 3}', {"a": "p", "b": "Paris, France", "c": 3}),
     ('{"a: ": 1, b: 2}', {"a: ": 1, "b": 2}),  # a key ending in a colon
+    # A JSON document quoted as a string without escaping its quotes (tool-call arguments) is that one string.
+    ('{"arguments": "{"q": "x"}"}', {"arguments": '{"q": "x"}'}),
+    ('{"name": "search", "arguments": "{"q": "x", "n": 2}"}', {"name": "search", "arguments": '{"q": "x", "n": 2}'}),
+    ('{"arguments": "{"q": "x"}", "name": "search",}', {"arguments": '{"q": "x"}', "name": "search"}),
+    ('[{"args": "[1, "a"]", "b": "say "hi" now"}]', [{"args": '[1, "a"]', "b": 'say "hi" now'}]),
+    ('{"arguments": "{"q": "x"}", "b": "say "hi" now"}', {"arguments": '{"q": "x"}', "b": 'say "hi" now'}),
 ]
 
 LITERALS_AND_NUMBERS = [
