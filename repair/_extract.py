@@ -3,6 +3,7 @@ read there, each finished (finite, unicode-fixed, coerced to the schema), and th
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import json
@@ -13,6 +14,7 @@ from typing import Any
 import json_repair
 
 from kgot_errors.repair._coerce import coerce_to_schema
+from kgot_errors.repair._deadline import PastDeadline, interrupt_after
 from kgot_errors.repair._drift import (
     MIN_COVERAGE,
     _edit_changes,
@@ -229,8 +231,15 @@ def _looks_scalar(text: str) -> bool:
     return word is not None and word.group() in _LITERALS
 
 
+#: json_repair's time on one text. Its scans can take time quadratic in the quotes (`["{"a": 1} x", ...]`, 2,000 of
+#: them: 17 s), so a text with more than WATCHED_COST of length x quotes runs under this deadline.
+LIBRARY_DEADLINE_S = 2.0
+WATCHED_COST = 10_000_000
+
+
 def _repair_with_library(text: str) -> tuple[Any, tuple[str, ...]] | None:
-    """json_repair on `text`, refused when nesting is too deep for its recursive parser.
+    """json_repair on `text`, refused when nesting is too deep for its recursive parser; PastDeadline when it runs
+    past LIBRARY_DEADLINE_S.
 
     json_repair returns "" for any top-level scalar, so a text that does not open a
     container is repaired inside `[...]` and unwrapped again.
@@ -240,8 +249,10 @@ def _repair_with_library(text: str) -> tuple[Any, tuple[str, ...]] | None:
     wrapped = text.lstrip()[:1] not in ("{", "[")
     if wrapped and not _looks_scalar(text):
         return None  # prose, not a scalar: json_repair would turn it into strings
+    watched = len(text) * (text.count('"') + text.count("'")) > WATCHED_COST
     try:
-        value, log = json_repair.repair_json(f"[{text}]" if wrapped else text, return_objects=True, logging=True)
+        with interrupt_after(LIBRARY_DEADLINE_S) if watched else contextlib.nullcontext():
+            value, log = json_repair.repair_json(f"[{text}]" if wrapped else text, return_objects=True, logging=True)
     except Exception:  # noqa: BLE001 - a third-party parser failing on garbage is an expected outcome
         return None
     if wrapped and isinstance(value, list) and len(value) == 1:
@@ -262,6 +273,7 @@ class _Pool:
     text_fixes: bool = True  # unicode fixes inside strings: only for text that did not parse as it was
     items: list[_Candidate] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
+    library_stopped: bool = False  # json_repair ran past its deadline on this input: not called again
 
     def add(self, value: Any, steps: tuple[str, ...], *, complete: bool, seg: _Segment, span: int = 0,
             changes: list[Change] | None = None) -> None:
@@ -292,7 +304,14 @@ class _Pool:
         for text, steps in tries:
             if best is not None and best[0] >= MIN_COVERAGE:
                 break  # the raw source could not replace a reading the guard keeps
-            repaired = _repair_with_library(text)
+            if self.library_stopped:
+                break  # one input, one json_repair deadline
+            try:
+                repaired = _repair_with_library(text)
+            except PastDeadline:
+                self.library_stopped = True
+                self.drift.append(f"json_repair was stopped after {LIBRARY_DEADLINE_S:g} s on {len(text):,} characters")
+                break
             if repaired is None:
                 continue
             value, log = repaired

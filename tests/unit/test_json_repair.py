@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -636,6 +637,37 @@ def test_layers_never_raise_and_return_in_bounded_time(text: str) -> None:
         assert out.ok or out.reason
         if out.ok:
             assert is_strict_json(out.value)
+
+
+def test_json_repair_past_its_deadline_is_stopped_and_said(monkeypatch: pytest.MonkeyPatch) -> None:
+    """json_repair's time is quadratic in strings like `"{"a": 1} x"` (2,000 of them took 17 s): a text costly
+    enough to watch runs under a deadline, once per input, and the verdict says json_repair was stopped."""
+    from kgot_errors.repair import _extract
+
+    monkeypatch.setattr(_extract, "LIBRARY_DEADLINE_S", 0.5)
+    text = '{"k": [' + '"{"a": 1} x", ' * 2000 + "]}"
+    started = time.perf_counter()
+    out = parser_layer(text)
+    assert time.perf_counter() - started < 3
+    assert not out.ok and "json_repair was stopped after 0.5 s" in (out.reason or ""), out.reason
+    time.sleep(0.7)  # no interrupt arrives after the layer returned
+    small = '{"k": [' + '"{"a": 1} x", ' * 20 + "]}"  # not costly enough to watch: json_repair's reading, judged
+    assert parser_layer(small).ok
+
+
+def test_a_deadline_interrupts_python_work_and_never_fires_after_it() -> None:
+    from kgot_errors.repair._deadline import PastDeadline, interrupt_after
+
+    started = time.perf_counter()
+    with pytest.raises(PastDeadline), interrupt_after(0.2):
+        while True:
+            pass
+    assert time.perf_counter() - started < 2
+    for _ in range(50):  # a deadline reached as the block ends is raised in it or withdrawn, never after it
+        with contextlib.suppress(PastDeadline), interrupt_after(0.001):
+            sum(range(3000))
+        sum(range(3000))
+    time.sleep(0.1)
 
 
 @pytest.mark.parametrize("text", [None, 3, b"{}", ["x"]])
