@@ -15,7 +15,7 @@ from typing import Any
 from kgot_errors.repair._normalise import QUOTES
 from kgot_errors.repair._outcome import Change, change
 from kgot_errors.repair._strict import dumps as _dumps
-from kgot_errors.repair._strict import loads_strict
+from kgot_errors.repair._strict import loads_strict, objects
 
 #: A json_repair result must keep at least this share of its input's words and numbers.
 MIN_COVERAGE = 0.6
@@ -76,7 +76,7 @@ def _edit_changes(edits: tuple[str, ...], value: Any = None, source: str = "") -
         return changes
     empties = len(_EMPTY_STRING.findall(source))
     written = _Escaped(source)
-    keys = _keys(value)
+    keys = set().union(*objects(value))
     for v in _leaves(value):
         if len(changes) >= 20:
             break
@@ -89,19 +89,6 @@ def _edit_changes(edits: tuple[str, ...], value: Any = None, source: str = "") -
                     and not _quoted_document(v, source):
                 changes.append(change("added", "$", f"members read into one string by its quotes ({_short(v)})"))
     return changes
-
-
-def _keys(value: Any) -> set[str]:
-    found: set[str] = set()
-    todo = [value]
-    while todo:
-        v = todo.pop()
-        if isinstance(v, dict):
-            found.update(v)
-            todo.extend(v.values())
-        elif isinstance(v, list):
-            todo.extend(v)
-    return found
 
 
 _KEY_MEMBERS = re.compile(r"""[,:]\s*["']""")

@@ -493,12 +493,13 @@ class _Normaliser:
             end = string_end(s, i, lenient=False)
             if end < 0:
                 return self.truncated_string(i, _clean_double)
-            document = -1 if key or closes_string(s, end + 1, extra) else _quoted_document_end(s, i, extra)
+            closed = closes_string(s, end + 1, extra)
+            document = -1 if key or closed else _quoted_document_end(s, i, extra)
             if document > 0:  # `"{"q": "x"}"`: a JSON document quoted without escaping its quotes is one string
                 self.i = document + 1
                 self.note("kept a JSON document quoted without escapes as a string")
                 return _dumps(s[i + 1 : document])
-            if not (closes_string(s, end + 1, extra) or (key and _value_follows(s, end + 1))):
+            if not (closed or (key and _value_follows(s, end + 1))):
                 end = _later_close(s, i, end, "key" if key else (self.stack[-1] if self.stack else ""))
                 if isinstance(end, _Split):
                     self.note("closed strings missing their end quote")
@@ -781,13 +782,11 @@ def _key_missing_end_quote(s: str, i: int) -> tuple[str, int] | None:
     """`"a: "4"`: a key that lost its end quote before its colon and a quoted value: the key's name and where
     the value starts (`"a: ": 1`, a key ending in a colon, has no closed string after it)."""
     m = _KEY_THEN_COLON.match(s, i)
-    if m is None or not m.group(1).strip():
+    if m is None or not (name := m.group(1).strip()):
         return None
     value = m.end() - 1
     end = string_end(s, value, lenient=False)
-    if end < 0 or not closes_string(s, end + 1):
-        return None
-    return m.group(1).strip(), value
+    return (name, value) if end >= 0 and closes_string(s, end + 1) else None
 
 
 def _value_follows(s: str, j: int) -> bool:

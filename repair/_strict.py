@@ -7,6 +7,7 @@ import json
 import math
 import re
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 __all__ = ["DEFAULT_MAX_CHARS", "DEFAULT_MAX_DEPTH", "InputTooLarge", "NonFiniteNumber", "dumps", "is_strict_json",
@@ -107,18 +108,22 @@ def loads_strict(text: str, *, max_depth: int = DEFAULT_MAX_DEPTH, max_chars: in
 _KEY_END = re.compile(r'"\s*:')
 
 
-def lost_keys(text: str, value: Any) -> list[str]:
-    """The keys strict JSON `text` repeats in one object with another value (`value`, its json.loads, kept the
-    last). A count decides for most texts: one holding no more `":` than its value has keys repeats none."""
-    keys, todo = 0, [value]
+def objects(value: Any) -> Iterator[dict[str, Any]]:
+    """Every object in a parsed value (depth first, without recursion)."""
+    todo = [value]
     while todo:
         v = todo.pop()
         if isinstance(v, dict):
-            keys += len(v)
+            yield v
             todo.extend(v.values())
         elif isinstance(v, list):
             todo.extend(v)
-    if len(_KEY_END.findall(text)) <= keys:
+
+
+def lost_keys(text: str, value: Any) -> list[str]:
+    """The keys strict JSON `text` repeats in one object with another value (`value`, its json.loads, kept the
+    last). A count decides for most texts: one holding no more `":` than its value has keys repeats none."""
+    if len(_KEY_END.findall(text)) <= sum(len(obj) for obj in objects(value)):
         return []
     lost: list[str] = []
     loads_strict(text, lost=lost)
