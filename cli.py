@@ -771,23 +771,47 @@ def _repair_in_workers(incidents: list[Any], skip: dict[int, Any], settings: Any
                "settings": settings}
     chosen = [(i, data) for i, data in enumerate(incidents) if i not in skip and data is not None]
     for (index, _), settled in zip(chosen, map_in_order(_settle, (d for _, d in chosen), options, workers=workers)):
-        if isinstance(settled, dict):
-            from kgot_errors.state import RecoveryResult
-
-            yield index, RecoveryResult.from_data(settled)
-        elif settled is not None:
-            yield index, _PureResult(*settled)
+        if settled is not None:
+            yield index, _Encoded(*settled)
 
 
-def _settle(data: dict[str, Any], options: dict[str, Any]) -> tuple[Any, str] | dict[str, Any] | None:
-    """(repair_json's result, the kind) for a JSON incident the deterministic layers fix; the graph's result as data
-    for the others, when no model is configured (its route is fixed then: nodes/_json.py takes it without
-    LangGraph); else None, for the main process (in a worker)."""
+class _Encoded:
+    """A result as a worker encoded it, its JSON line (`line`) and whether it recovered: printed as it is. Other
+    fields (an --inline file's value, its verdict line) are read back from the line when asked for."""
+
+    def __init__(self, recovered: bool, line: str) -> None:
+        self.recovered, self.line = recovered, line
+        self._data: dict[str, Any] | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = json.loads(self.line)
+        return self._data
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.to_data()[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _settle(data: dict[str, Any], options: dict[str, Any]) -> tuple[bool, str] | None:
+    """(recovered, the result's JSON line) for a JSON incident the deterministic layers fix, and for the others
+    when no model is configured (their route is fixed then: nodes/_json.py takes it without LangGraph); else
+    None, for the main process (in a worker). The line is encoded here, in the worker, not in the main process."""
+    settled = _settled(data, options)
+    if settled is None:
+        return None
+    return settled.recovered, json.dumps(settled.to_data(), ensure_ascii=False)
+
+
+def _settled(data: dict[str, Any], options: dict[str, Any]) -> Any:
+    """The deterministic layers' result (a _PureResult), the graph's without a model (a RecoveryResult), or None."""
     from kgot_errors.errors import KgotError
     from kgot_errors.nodes._json import settle_without_model, without_model
     from kgot_errors.repair import repair_json
     from kgot_errors.repair._classify import classify_incident
-    from kgot_errors.state import ContentKind, ErrorKind, Incident
+    from kgot_errors.state import ContentKind, ErrorKind, Incident, RecoveryResult
 
     if data.get("operation"):
         return None
@@ -800,16 +824,18 @@ def _settle(data: dict[str, Any], options: dict[str, Any]) -> tuple[Any, str] | 
             found.kind not in (ErrorKind.SYNTAX, ErrorKind.SCHEMA):
         return None
     damaged = any(note.startswith("content:") for note in incident.input_notes or ())
+    repaired = None
     if not damaged:  # else the edge replaced some of the content: each layer's fix carries that loss (the graph's)
         repaired = repair_json(incident.content, incident.output_schema, policy=options["policy"],
                                max_chars=options["max_chars"], max_depth=options["max_depth"])
         if repaired.ok:
-            return repaired, str(found.kind)
+            return _PureResult(repaired, str(found.kind))
     if not without_model(options["settings"]):
         return None
     state = {"incident": incident.to_data(), "kind": str(found.kind), "content_kind": str(found.content_kind)}
     try:
-        return settle_without_model(state, options["settings"])  # type: ignore[arg-type]
+        return RecoveryResult.from_data(
+            settle_without_model(state, options["settings"], failed=repaired))  # type: ignore[arg-type]
     except KgotError:
         return None  # the graph in the main process makes it this incident's result
 
@@ -846,8 +872,11 @@ class _InOrder:
                 _write_file(Path(self.files[index]), _value_text(result, self.indent))
             _verdict(result, self.files[index])
             return
-        extra = self.extras[index] if self.extras else {}
-        self.out.write_line(json.dumps({**extra, **result.to_data()}, ensure_ascii=False))
+        line = result.line if isinstance(result, _Encoded) else json.dumps(result.to_data(), ensure_ascii=False)
+        extra = self.extras[index] if self.extras else None
+        if extra:  # its fields first, then the result's (no name is in both: _jsonl_lines refuses that)
+            line = json.dumps(extra, ensure_ascii=False)[:-1] + ", " + line[1:]
+        self.out.write_line(line)
 
 
 class _Progress:

@@ -51,11 +51,12 @@ def without_model(settings: Settings) -> bool:
 
 
 def settle_without_model(state: RecoveryState, settings: Settings,
-                         clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+                         clock: Callable[[], float] = time.monotonic, *, failed: Any = None) -> dict[str, Any]:
     """The result (as data) the graph gives a classified JSON incident (`content_kind` json, kind syntax or schema)
     under settings for which without_model() holds: content over max_content_chars refused before any layer;
     else unicode_fix, then parser_fix, each ending the incident if it proves a fix; else llm_fix, refine and vote
-    each record `skipped` (no model) and finish writes the result."""
+    each record `skipped` (no model) and finish writes the result. `failed` is repair_json's failed result for
+    this content, schema and these settings' limits, when the caller has it: its layers' tries are not made again."""
     from kgot_errors.repair._layers import parser_layer, unicode_layer
 
     limits = settings.syntax_error_management
@@ -64,12 +65,16 @@ def settle_without_model(state: RecoveryState, settings: Settings,
     if refused is not None:  # as recover() refuses it: before any layer
         return refused.to_data()
     state = {**state, "attempts": list(state.get("attempts", ()))}
+    made = {run.layer: run for run in failed.runs} if failed is not None else {}
     for layer, repair in ((Layer.UNICODE_FIX, unicode_layer), (Layer.PARSER_FIX, parser_layer)):
         started = clock()
-        out = repair(incident["content"], incident.get("output_schema"), max_chars=limits.max_content_chars,
-                     max_depth=limits.max_depth, policy=limits.changes)
-        update = layer_update(layer, state, with_input_damage(out, state, limits.changes), started=started,
-                             now=clock())
+        if layer in made:
+            out, now = made[layer].outcome, started + made[layer].duration_s
+        else:
+            out = repair(incident["content"], incident.get("output_schema"), max_chars=limits.max_content_chars,
+                         max_depth=limits.max_depth, policy=limits.changes)
+            now = clock()
+        update = layer_update(layer, state, with_input_damage(out, state, limits.changes), started=started, now=now)
         state["attempts"] += update["attempts"]
         if "recovered" in update:
             return build_result({**state, "recovered": update["recovered"]})
