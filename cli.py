@@ -707,6 +707,16 @@ def _result_fields() -> frozenset[str]:
 
 
 def _repair_many(args: argparse.Namespace, schema: Any, settings: Any, operations: dict[str, Any]) -> int:
+    workers = _workers(settings, args.workers) if args.workers > 1 and args.no_checkpoint and not operations else None
+    try:
+        return _repair_batch(args, schema, settings, operations, workers)
+    finally:
+        if workers is not None:
+            workers.close()
+
+
+def _repair_batch(args: argparse.Namespace, schema: Any, settings: Any, operations: dict[str, Any],
+                  workers: Any) -> int:
     limit = settings.syntax_error_management.max_content_chars
     incidents: list[Any] = []
     extras: list[dict[str, Any]] = []
@@ -735,8 +745,8 @@ def _repair_many(args: argparse.Namespace, schema: Any, settings: Any, operation
         for index, result in refused.items():
             printer.add(index, result)
             progress.update(index, result)
-        if args.workers > 1 and args.no_checkpoint and not operations:
-            for index, result in _repair_in_workers(incidents, refused, settings, args.workers):
+        if workers is not None:
+            for index, result in _repair_in_workers(workers, incidents, refused):
                 refused[index] = result  # settled: not for the graph
                 printer.add(index, result)
                 progress.update(index, result)
@@ -758,19 +768,34 @@ def _repair_many(args: argparse.Namespace, schema: Any, settings: Any, operation
     return EXIT_RECOVERED if progress.recovered == total else EXIT_NOT_RECOVERED
 
 
-def _repair_in_workers(incidents: list[Any], skip: dict[int, Any], settings: Any,
-                       workers: int) -> Iterator[tuple[int, Any]]:
-    """(index, result) for the JSON incidents repaired on `workers` processes (each reads, classifies and repairs
-    its lines). What the deterministic layers settle needs no graph (it gives the same verdict); with no model
-    configured, what they cannot fix costs only CPU in the graph too, so the worker runs it there. The rest (other
-    kinds of incident, or model calls, which one event loop here runs concurrently) goes on to the main process."""
-    from kgot_errors.repair._batch import map_in_order
+def _workers(settings: Any, count: int) -> Any:
+    """`count` worker processes for _settle, started before the input is read: they load the engine meanwhile (this
+    process does not need it)."""
+    from kgot_errors.repair._batch import Workers
 
     syntax = settings.syntax_error_management
     options = {"policy": dict(syntax.changes), "max_chars": syntax.max_content_chars, "max_depth": syntax.max_depth,
                "settings": settings}
+    return Workers(_settle, options, count, warm=_warm_worker)
+
+
+def _warm_worker() -> None:
+    """What a worker loads before its first line: the modules _settled imports, and ftfy."""
+    import kgot_errors.nodes._json
+    import kgot_errors.repair._api
+    import kgot_errors.repair._classify
+    from kgot_errors.repair._unicode import _ftfy
+
+    _ftfy()
+
+
+def _repair_in_workers(workers: Any, incidents: list[Any], skip: dict[int, Any]) -> Iterator[tuple[int, Any]]:
+    """(index, result) for the JSON incidents repaired on the workers (each classifies and repairs its lines). What
+    the deterministic layers settle needs no graph (it gives the same verdict); with no model configured, what they
+    cannot fix costs only CPU in the graph too, so the worker runs it there. The rest (other kinds of incident, or
+    model calls, which one event loop here runs concurrently) goes on to the main process."""
     chosen = [(i, data) for i, data in enumerate(incidents) if i not in skip and data is not None]
-    for (index, _), settled in zip(chosen, map_in_order(_settle, (d for _, d in chosen), options, workers=workers)):
+    for (index, _), settled in zip(chosen, workers.map(d for _, d in chosen)):
         if settled is not None:
             yield index, _Encoded(*settled)
 

@@ -11,12 +11,12 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from itertools import islice
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from kgot_errors.repair._api import RepairResult, repair_json
-from kgot_errors.repair._schema import load_schema
+if TYPE_CHECKING:
+    from kgot_errors.repair._api import RepairResult
 
-__all__ = ["map_in_order", "repair_many"]
+__all__ = ["Workers", "map_in_order", "repair_many"]
 
 T = TypeVar("T")
 
@@ -25,8 +25,15 @@ logger = logging.getLogger(__name__)
 _worker: dict[str, Any] = {}
 
 
-def _start_worker(fn: Callable[[Any, dict[str, Any]], Any], options: dict[str, Any]) -> None:
+def _start_worker(fn: Callable[[Any, dict[str, Any]], Any], options: dict[str, Any],
+                  warm: Callable[[], Any] | None = None) -> None:
     _worker.update(fn=fn, options=options)
+    if warm is not None:
+        warm()
+
+
+def _started() -> None:
+    """The task each worker is given when the pool starts: it makes the pool start the process now."""
 
 
 def _run_chunk(items: list[Any]) -> list[Any]:
@@ -35,18 +42,20 @@ def _run_chunk(items: list[Any]) -> list[Any]:
 
 
 def _one(item: Any, options: dict[str, Any]) -> RepairResult:
+    from kgot_errors.repair._api import repair_json
+
     if isinstance(item, tuple):
         return repair_json(item[0], **{**options, "schema": item[1]})
     return repair_json(item, **options)
 
 
 def _context() -> Any:
-    """fork while this process runs one thread (the engine is loaded already, nothing to re-import; no lock
-    held by another thread can be copied half-taken), else forkserver, whose workers start clean."""
+    """fork while this process runs one thread (what it imported is there already; no lock held by another thread
+    can be copied half-taken), else forkserver, whose workers start clean, from a process that loaded the engine."""
     if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("fork")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["kgot_errors.repair._batch"])
+    context.set_forkserver_preload(["kgot_errors.repair._batch", "kgot_errors.repair._api"])
     return context
 
 
@@ -68,6 +77,8 @@ def repair_many(
     needs the usual `if __name__ == "__main__":` guard then); its threads are never forked. A
     schema given as a pydantic model is turned into its JSON Schema here, once.
     """
+    from kgot_errors.repair._schema import load_schema
+
     return map_in_order(_one, texts, {**options, "schema": load_schema(schema)}, workers=workers,
                         chunk_size=chunk_size)
 
@@ -83,34 +94,49 @@ def map_in_order(fn: Callable[[Any, dict[str, Any]], T], items: Iterable[Any], o
         raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
     if workers == 1:
         return (fn(item, options) for item in items)
-    return _pooled(fn, iter(items), options, workers, chunk_size)
+    return _on_new_workers(fn, items, options, workers, chunk_size)
 
 
-def _submit(pool: concurrent.futures.ProcessPoolExecutor, chunk: list[Any]) -> concurrent.futures.Future[Any]:
-    """The chunk's future; a pool broken before the chunk went out gives a future that failed the same way, so
-    the chunk is kept and done in this process like those the dead worker held."""
-    try:
-        return pool.submit(_run_chunk, chunk)
-    except BrokenProcessPool as broken:
-        failed: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        failed.set_exception(broken)
-        return failed
+def _on_new_workers(fn: Callable[[Any, dict[str, Any]], T], items: Iterable[Any], options: dict[str, Any],
+                    workers: int, chunk_size: int) -> Iterator[T]:
+    with Workers(fn, options, workers) as pool:
+        yield from pool.map(items, chunk_size)
 
 
-def _pooled(fn: Callable[[Any, dict[str, Any]], T], source: Iterator[Any], options: dict[str, Any], workers: int,
-            chunk_size: int) -> Iterator[T]:
-    """A worker that dies (killed, out of memory) costs speed, not results: what it held, and the rest, is done
-    here, in this process."""
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start_worker,
-                                                initargs=(fn, options)) as pool:
-        in_flight: deque[tuple[list[Any], concurrent.futures.Future[list[T]]]] = deque()
+class Workers:
+    """`workers` processes (at least 2) that run `fn(item, options)`, started at once: each runs `warm()` (e.g.
+    its imports) while the caller still reads its input. `map` is map_in_order on them; `close()`, or the end of
+    a `with` block, stops them. A worker that dies (killed, out of memory) costs speed, not results: what it held,
+    and the rest, is done in this process."""
+
+    def __init__(self, fn: Callable[[Any, dict[str, Any]], T], options: dict[str, Any], workers: int, *,
+                 warm: Callable[[], Any] | None = None) -> None:
+        self.fn, self.options, self.workers = fn, options, workers
+        self.pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start_worker,
+                                                           initargs=(fn, options, warm))
+        for _ in range(workers):  # fork (or ask the forkserver) now, not at the first chunk
+            _submit(self.pool, _started)
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def map(self, items: Iterable[Any], chunk_size: int = 64) -> Iterator[Any]:
+        """`fn(item, options)` for each item, yielded in input order, at most two chunks per worker in flight."""
+        fn, options, source = self.fn, self.options, iter(items)
+        in_flight: deque[tuple[list[Any], concurrent.futures.Future[list[Any]]]] = deque()
         try:
             while True:
-                while len(in_flight) < 2 * workers:
+                while len(in_flight) < 2 * self.workers:
                     chunk = list(islice(source, chunk_size))
                     if not chunk:
                         break
-                    in_flight.append((chunk, _submit(pool, chunk)))
+                    in_flight.append((chunk, _submit(self.pool, _run_chunk, chunk)))
                 if not in_flight:
                     return
                 chunk, future = in_flight[0]
@@ -124,6 +150,18 @@ def _pooled(fn: Callable[[Any, dict[str, Any]], T], source: Iterator[Any], optio
         finally:
             for _, future in in_flight:
                 future.cancel()
-    for chunk, _ in in_flight:
-        yield from (fn(item, options) for item in chunk)
-    yield from (fn(item, options) for item in source)
+        for chunk, _ in in_flight:
+            yield from (fn(item, options) for item in chunk)
+        yield from (fn(item, options) for item in source)
+
+
+def _submit(pool: concurrent.futures.ProcessPoolExecutor, task: Callable[..., Any],
+            *args: Any) -> concurrent.futures.Future[Any]:
+    """The task's future; a pool broken before the task went out gives a future that failed the same way, so a
+    chunk is kept and done in this process like those the dead worker held."""
+    try:
+        return pool.submit(task, *args)
+    except BrokenProcessPool as broken:
+        failed: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        failed.set_exception(broken)
+        return failed

@@ -102,3 +102,23 @@ def test_a_pool_that_broke_before_a_chunk_went_out_keeps_that_chunk(caplog):
     got = list(map_in_order(_square_or_die, items(), {"parent": os.getpid()}, workers=2, chunk_size=1))
     assert got == [40 * 40, *(i * i for i in range(41, 60))]
     assert "a worker process died" in caplog.text
+
+
+def _mark_started():
+    Path(os.environ["KGOT_TEST_WARM_DIR"], str(os.getpid())).write_text("warm")
+
+
+def test_workers_start_and_warm_up_before_any_item_is_given(tmp_path, monkeypatch):
+    """The CLI starts its workers before it reads its input: they load the engine while it reads."""
+    import time
+
+    from kgot_errors.repair._batch import Workers
+
+    monkeypatch.setenv("KGOT_TEST_WARM_DIR", str(tmp_path))
+    with Workers(_square_or_die, {"parent": os.getpid()}, 2, warm=_mark_started) as workers:
+        deadline = time.monotonic() + 30
+        while len(list(tmp_path.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        started = {int(p.name) for p in tmp_path.iterdir()}
+        assert len(started) == 2 and os.getpid() not in started  # two processes, warmed, no item given yet
+        assert list(workers.map(range(30), chunk_size=4)) == [i * i for i in range(30)]
