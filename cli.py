@@ -199,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--workers", type=_count(1), default=1, metavar="N",
                     help="with --no-checkpoint and several inputs: processes that run the deterministic repair of "
                          "JSON incidents side by side (e.g. one per core); what they cannot fix goes on through the "
-                         "graph, there too when no model is configured. Output order stays the input's (default 1)")
+                         "graph, there too when no model is configured. Output order stays the input's "
+                         "(default 1: this process)")
     rp.add_argument("--schema", metavar="FILE", help="JSON Schema file the repaired value must fit")
     rp.add_argument("--kind", choices=["json", "python"], help="content kind (default: guessed; .py files are python)")
     rp.add_argument("--context", default="", help="what the output was for (helps the LLM layers)")
@@ -707,7 +708,7 @@ def _result_fields() -> frozenset[str]:
 
 
 def _repair_many(args: argparse.Namespace, schema: Any, settings: Any, operations: dict[str, Any]) -> int:
-    workers = _workers(settings, args.workers) if args.workers > 1 and args.no_checkpoint and not operations else None
+    workers = _workers(settings, args.workers) if args.no_checkpoint and not operations else None
     try:
         return _repair_batch(args, schema, settings, operations, workers)
     finally:
@@ -770,7 +771,7 @@ def _repair_batch(args: argparse.Namespace, schema: Any, settings: Any, operatio
 
 def _workers(settings: Any, count: int) -> Any:
     """`count` worker processes for _settle, started before the input is read: they load the engine meanwhile (this
-    process does not need it)."""
+    process does not need it). One worker is this process: the engine settles what it can here, without the graph."""
     from kgot_errors.repair._batch import Workers
 
     syntax = settings.syntax_error_management
@@ -779,7 +780,7 @@ def _workers(settings: Any, count: int) -> Any:
     return Workers(_settle, options, count, warm=_warm_worker)
 
 
-def _warm_worker() -> None:
+def _warm_worker(options: dict[str, Any]) -> None:
     """What a worker loads before its first line: the modules _settled imports, and ftfy."""
     import kgot_errors.nodes._json
     import kgot_errors.repair._api

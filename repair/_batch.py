@@ -26,10 +26,10 @@ _worker: dict[str, Any] = {}
 
 
 def _start_worker(fn: Callable[[Any, dict[str, Any]], Any], options: dict[str, Any],
-                  warm: Callable[[], Any] | None = None) -> None:
+                  warm: Callable[[dict[str, Any]], Any] | None = None) -> None:
     _worker.update(fn=fn, options=options)
     if warm is not None:
-        warm()
+        warm(options)
 
 
 def _started() -> None:
@@ -99,22 +99,24 @@ def map_in_order(fn: Callable[[Any, dict[str, Any]], T], items: Iterable[Any], o
 
 def _on_new_workers(fn: Callable[[Any, dict[str, Any]], T], items: Iterable[Any], options: dict[str, Any],
                     workers: int, chunk_size: int) -> Iterator[T]:
-    with Workers(fn, options, workers) as pool:
+    with Workers(fn, options, workers) as pool:  # started when the first result is asked for
         yield from pool.map(items, chunk_size)
 
 
 class Workers:
-    """`workers` processes (at least 2) that run `fn(item, options)`, started at once: each runs `warm()` (e.g.
-    its imports) while the caller still reads its input. `map` is map_in_order on them; `close()`, or the end of
-    a `with` block, stops them. A worker that dies (killed, out of memory) costs speed, not results: what it held,
-    and the rest, is done in this process."""
+    """`workers` processes that run `fn(item, options)`, started at once: each runs `warm(options)` (e.g. its
+    imports) while the caller still reads its input. `map` is map_in_order on them; `close()`, or the end of a
+    `with` block, stops them. One worker is this process: no pool, no warm-up. A worker that dies (killed, out
+    of memory) costs speed, not results: what it held, and the rest, is done in this process."""
 
     def __init__(self, fn: Callable[[Any, dict[str, Any]], T], options: dict[str, Any], workers: int, *,
-                 warm: Callable[[], Any] | None = None) -> None:
+                 warm: Callable[[dict[str, Any]], Any] | None = None) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, not {workers}")
         self.fn, self.options, self.workers = fn, options, workers
-        self.pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start_worker,
-                                                           initargs=(fn, options, warm))
-        for _ in range(workers):  # fork (or ask the forkserver) now, not at the first chunk
+        self.pool = None if workers == 1 else concurrent.futures.ProcessPoolExecutor(
+            workers, mp_context=_context(), initializer=_start_worker, initargs=(fn, options, warm))
+        for _ in range(workers if self.pool else 0):  # fork (or ask the forkserver) now, not at the first chunk
             _submit(self.pool, _started)
 
     def __enter__(self) -> Workers:
@@ -124,11 +126,15 @@ class Workers:
         self.close()
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
     def map(self, items: Iterable[Any], chunk_size: int = 64) -> Iterator[Any]:
         """`fn(item, options)` for each item, yielded in input order, at most two chunks per worker in flight."""
         fn, options, source = self.fn, self.options, iter(items)
+        if self.pool is None:
+            yield from (fn(item, options) for item in source)
+            return
         in_flight: deque[tuple[list[Any], concurrent.futures.Future[list[Any]]]] = deque()
         try:
             while True:

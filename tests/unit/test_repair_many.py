@@ -104,18 +104,17 @@ def test_a_pool_that_broke_before_a_chunk_went_out_keeps_that_chunk(caplog):
     assert "a worker process died" in caplog.text
 
 
-def _mark_started():
-    Path(os.environ["KGOT_TEST_WARM_DIR"], str(os.getpid())).write_text("warm")
+def _mark_started(options):
+    Path(options["warm_dir"], str(os.getpid())).write_text("warm")
 
 
-def test_workers_start_and_warm_up_before_any_item_is_given(tmp_path, monkeypatch):
+def test_workers_start_and_warm_up_before_any_item_is_given(tmp_path):
     """The CLI starts its workers before it reads its input: they load the engine while it reads."""
     import time
 
     from kgot_errors.repair._batch import Workers
 
-    monkeypatch.setenv("KGOT_TEST_WARM_DIR", str(tmp_path))
-    with Workers(_square_or_die, {"parent": os.getpid()}, 2, warm=_mark_started) as workers:
+    with Workers(_square_or_die, {"parent": os.getpid(), "warm_dir": str(tmp_path)}, 2, warm=_mark_started) as workers:
         deadline = time.monotonic() + 30
         while len(list(tmp_path.iterdir())) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
