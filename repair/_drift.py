@@ -237,7 +237,7 @@ def _library_changes(source: str, value: Any) -> list[Change]:
                 changes.append(change("added", path, "null, which the text does not say"))
         elif isinstance(v, (int, float)) and math.isfinite(v) and float(v) not in numbers:
             changes.append(change("added", path, f"the number {v}, which is not in the text"))
-    kept, uncommented = _value_words(value), _COMMENT.sub(" ", source)
+    kept, uncommented = _value_words(value), _uncommented(source)
     said = _words(uncommented) - _repeated_members(source)
     missing = [w for w, n in said.items() if n > kept[w]]
     if missing:
@@ -366,6 +366,15 @@ def left_out(text: str, start: int, end: int) -> list[Change]:
 
 
 _COMMENT = re.compile(r"""//[^\n]*|/\*.*?(?:\*/|$)|(?<![\w"'])#[^\n"]*|\.{3}|\u2026|`{3,}[\w+\-.]*""", re.S)
+_FENCE = re.compile(r"`{3,}[\w+\-.]*")
+_STRING_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|' + _COMMENT.pattern, re.S)
+
+
+def _uncommented(source: str) -> str:
+    """The text with its comments and ellipses blanked outside its strings, and its fences everywhere (a fence
+    quoted by a broken document, `"```json {...}```"`, is markup too): `"// x", "next"` keeps `next`, which a
+    comment read across the string's end would hide from the word count."""
+    return _STRING_OR_COMMENT.sub(lambda m: m.group() if m.group()[0] == '"' else " ", _FENCE.sub(" ", source))
 
 
 def _leaves(value: Any) -> Iterator[Any]:

@@ -802,3 +802,18 @@ def test_an_escaped_lone_surrogate_is_data_lost_as_a_raw_one_is(text: str) -> No
         "removed"]
     pair = '["\\ud83d\\ude00"]'  # a surrogate pair is one character: valid, as given
     assert repair_json(pair).verdict == "recovered" and repair_json(pair).text == pair
+
+
+@pytest.mark.parametrize("text", ['{"c": "// x", "nope"}', '{"c": "/* x", "nope"}', '{"c": "// x", "d": 1, "e f"}',
+                                  '{"comment": "// not a comment", "block": "/* also not */", "# nope"}'])
+def test_a_comment_marker_inside_a_string_does_not_hide_the_words_after_it(text: str) -> None:
+    """The word count read `// x", "nope"}` as a comment to the end of the line, so a member dropped after it went
+    unseen and the fix came back `recovered`; comments outside strings are still not the data's words."""
+    from kgot_errors.repair import repair_json
+
+    out = repair_json(text)
+    assert out.verdict == "failed" and [c["kind"] for c in out.changes] == ["removed"], (out.text, out.changes)
+    lenient = repair_json(text, policy={"removed": "degrade"})
+    assert lenient.verdict == "degraded"
+    commented = repair_json('{"a": 1, // the count\n "b": "x" /* why */}')
+    assert commented.verdict == "recovered" and commented.value == {"a": 1, "b": "x"}
