@@ -63,6 +63,7 @@ _CODE_LANGS = frozenset(
     {"python", "py", "sql", "bash", "sh", "shell", "console", "text", "txt", "go", "rust", "java", "c", "cpp"}
 )
 _HTML_ENTITY = re.compile(r"&(?:quot|#0*34|#x0*22|apos|#0*39|lt|gt|amp);")
+_QUOTE_ENTITY = re.compile(r"&(?:quot|#0*34|#x0*22);")
 _ESCAPED_QUOTES = re.compile(r'(?:^|[{\[,:])\s*\\"')
 
 
@@ -105,7 +106,9 @@ def _segments(text: str) -> list[_Segment]:
         closed = m.end(3) < m.end() and not _FENCE_LINE.search(m.group(3))
         segments.append(_Segment(m.group(3), f"```{lang} block", 1 if lang in _CODE_LANGS else 3, framed=True,
                                  within=m.span(3), closed=closed))
-    if _HTML_ENTITY.search(body):
+    if _HTML_ENTITY.search(body) and len(_QUOTE_ENTITY.findall(body)) > body.count('"'):
+        # a document escaped for HTML writes its quotes as entities; one that writes them as they are holds its
+        # entities as data (`"&amp; &lt;tag&gt;"`): decoding those would change its strings
         segments.append(_Segment(html.unescape(body), "HTML-unescaped text", 2, variant=True))
     if _ESCAPED_QUOTES.search(body):
         unescaped = _unescape_once(body)

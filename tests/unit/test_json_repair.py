@@ -817,3 +817,16 @@ def test_a_comment_marker_inside_a_string_does_not_hide_the_words_after_it(text:
     assert lenient.verdict == "degraded"
     commented = repair_json('{"a": 1, // the count\n "b": "x" /* why */}')
     assert commented.verdict == "recovered" and commented.value == {"a": 1, "b": "x"}
+
+
+def test_html_entities_a_document_holds_as_data_are_not_decoded() -> None:
+    """A document whose quotes are written as they are holds its entities as data: reading it HTML-unescaped
+    turned `"&amp; &lt;tag&gt; &quot "` into `"& <tag> "` and came back `recovered`. A document escaped for HTML
+    (its quotes entities) is still read decoded."""
+    from kgot_errors.repair import repair_json
+
+    broken = repair_json('{"html": "&amp; &lt;tag&gt; &quot "next": "x"}')
+    assert broken.verdict != "recovered" or "&amp;" in broken.text, broken.text
+    assert all("HTML" not in step for step in broken.steps)
+    escaped = repair_json('<code class="json">{&quot;a&quot;: &quot;x &amp; y&quot;}</code>')
+    assert escaped.verdict == "recovered" and escaped.value == {"a": "x & y"}
