@@ -331,10 +331,11 @@ _PROSE_WORD = re.compile(r"[^\W\d_]{2,}")
 
 
 def _carved(text: str, start: int, end: int) -> bool:
-    """True if the value lies inside a document the text opens before it and closes after it, with words of that
-    document on either side (`{"ke[[1, 2], [3]]}`: the key is lost, not prose around an answer)."""
+    """True if the value lies inside a document the text opens before it and closes after it (or with it, the value
+    running to the text's end), with words of that document on either side (`{"ke[[1, 2], [3]]}`: the key is lost,
+    not prose around an answer)."""
     head, tail = text[:start].lstrip(), text[end:].rstrip()
-    if not head or head[0] not in "{[" or tail[-1:] not in ("}", "]") or _containers_of(head)(len(head)) != 0:
+    if not head or head[0] not in "{[" or (tail and tail[-1] not in "}]") or _containers_of(head)(len(head)) != 0:
         return False  # no document around the value (`{Answer}\n{"a": 1}\n{End}`: its braces close before it)
     return any(_PROSE_WORD.search(_COMMENT.sub(" ", part)) for part in (head, tail))  # a fence's ```json is no word
 

@@ -830,3 +830,17 @@ def test_html_entities_a_document_holds_as_data_are_not_decoded() -> None:
     assert all("HTML" not in step for step in broken.steps)
     escaped = repair_json('<code class="json">{&quot;a&quot;: &quot;x &amp; y&quot;}</code>')
     assert escaped.verdict == "recovered" and escaped.value == {"a": "x & y"}
+
+
+def test_a_value_read_out_of_a_string_that_runs_to_the_documents_end_is_data_left_out() -> None:
+    """`{"language""javascript", "code": "const cfg = { retries: 3, ... }", "x": false}`: with the quotes paired
+    astray, the object inside the code string, running to the text's end, came back `recovered` and everything
+    before it was gone. A document opened before the value and ending with it is carved, as one closed after it."""
+    from kgot_errors.repair import repair_json
+
+    text = ('{"language""javascript", "code": "const cfg = { retries: 3, url: \\"https://example.com\\" };", '
+            '"tests_passed": false}')
+    out = repair_json(text)
+    assert out.verdict == "failed" and [c["kind"] for c in out.changes] == ["removed"], (out.text, out.changes)
+    assert repair_json('Answer: {"a": 1}').verdict == "recovered"  # prose before an answer is not its data
+    assert repair_json('{Answer}\n{"a": 1}').verdict == "recovered"
