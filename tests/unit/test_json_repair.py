@@ -844,3 +844,15 @@ def test_a_value_read_out_of_a_string_that_runs_to_the_documents_end_is_data_lef
     assert out.verdict == "failed" and [c["kind"] for c in out.changes] == ["removed"], (out.text, out.changes)
     assert repair_json('Answer: {"a": 1}').verdict == "recovered"  # prose before an answer is not its data
     assert repair_json('{Answer}\n{"a": 1}').verdict == "recovered"
+
+
+@pytest.mark.parametrize("text", ['{"text": ds in brackets}more words"}', '{"text":s in brackets}m"}'])
+def test_words_after_a_value_that_close_a_string_and_its_document_are_data_left_out(text: str) -> None:
+    """A string that lost its opening quote and holds a brace (`"words in brackets}more words"`): the bare words up to
+    the brace came back `recovered` and the rest was dropped as if it were prose after the answer."""
+    from kgot_errors.repair import repair_json
+
+    out = repair_json(text)
+    assert out.verdict == "failed" and [c["kind"] for c in out.changes] == ["removed"], (out.text, out.changes)
+    for fine in ('{"a": 1}\nLet me know if you need more', '{"a": 1}}', 'Result: {"a": "x"}. Done.'):
+        assert repair_json(fine).verdict == "recovered", fine
