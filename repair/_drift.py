@@ -381,7 +381,7 @@ def left_out(text: str, start: int, end: int) -> list[Change]:
     return [change("removed", "$", f"left out data next to the value ({_short(near)})")]
 
 
-_COMMENT = re.compile(r"""//[^\n]*|/\*.*?(?:\*/|$)|(?<![\w"'])#[^\n"]*|\.{3}|\u2026|`{3,}[\w+\-.]*""", re.S)
+_COMMENT = re.compile(r"""(?<!:)//[^\n]*|/\*.*?(?:\*/|$)|(?<![\w"'])#[^\n"]*|\.{3}|\u2026|`{3,}[\w+\-.]*""", re.S)
 _FENCE = re.compile(r"`{3,}[\w+\-.]*")
 _STRING_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|' + _COMMENT.pattern, re.S)
 
@@ -389,7 +389,8 @@ _STRING_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|' + _COMMENT.pattern, re.S
 def _uncommented(source: str) -> str:
     """The text with its comments and ellipses blanked outside its strings, and its fences everywhere (a fence
     quoted by a broken document, `"```json {...}```"`, is markup too): `"// x", "next"` keeps `next`, which a
-    comment read across the string's end would hide from the word count."""
+    comment read across the string's end would hide from the word count. A URL's `://` starts no comment, wherever
+    the text's quotes pair."""
     return _STRING_OR_COMMENT.sub(lambda m: m.group() if m.group()[0] == '"' else " ", _FENCE.sub(" ", source))
 
 

@@ -856,3 +856,16 @@ def test_words_after_a_value_that_close_a_string_and_its_document_are_data_left_
     assert out.verdict == "failed" and [c["kind"] for c in out.changes] == ["removed"], (out.text, out.changes)
     for fine in ('{"a": 1}\nLet me know if you need more', '{"a": 1}}', 'Result: {"a": "x"}. Done.'):
         assert repair_json(fine).verdict == "recovered", fine
+
+
+def test_a_urls_slashes_start_no_comment_in_the_word_count() -> None:
+    """With the quotes of a code string paired astray, `https://example.com" ...` was read as a comment to the end
+    of the line (the whole rest of a one-line document), so json_repair dropping `: false` came back `recovered`."""
+    from kgot_errors.repair import repair_json
+
+    text = ('{"language": "javascript", "code": "const cfg = { retries: 3, url: \\"https://example.com\\" };", '
+            '"explanation": "It is bright.tests_passed": false}')
+    out = repair_json(text)
+    assert out.verdict == "failed" and "removed" in {c["kind"] for c in out.changes}, (out.text, out.changes)
+    commented = repair_json('{"url": "https://example.com", // the docs\n "n": 1,}')
+    assert commented.verdict == "recovered" and commented.value == {"url": "https://example.com", "n": 1}
