@@ -91,8 +91,9 @@ def _edit_changes(edits: tuple[str, ...], value: Any = None, source: str = "") -
     return changes
 
 
-_KEY_MEMBERS = re.compile(r"""[,:]\s*["']""")
-"""A key holding a separator and a quote (`age: 30, "email`): the key swallowed the members after it."""
+_KEY_MEMBERS = re.compile(r"""[,:]\s*[\[{]?\s*["']""")
+"""A key holding a separator and a quote (`age: 30, "email`, `start: 42}, {"text`): the key swallowed the members
+after it."""
 
 
 class _Escaped:

@@ -869,3 +869,16 @@ def test_a_urls_slashes_start_no_comment_in_the_word_count() -> None:
     assert out.verdict == "failed" and "removed" in {c["kind"] for c in out.changes}, (out.text, out.changes)
     commented = repair_json('{"url": "https://example.com", // the docs\n "n": 1,}')
     assert commented.verdict == "recovered" and commented.value == {"url": "https://example.com", "n": 1}
+
+
+def test_a_key_that_swallowed_the_end_of_its_object_and_the_next_is_not_a_clean_fix() -> None:
+    """`"start: 42}, {"text": "Austin"`: a key that lost its end quote took `: 42}, {"text` into itself, merging two
+    objects into one (the second's `type` lost as a repeated key); it came back `recovered`."""
+    from kgot_errors.repair import repair_json
+
+    text = ('{"entities": [{"text": "Montréal", "type": "LOC", "start: 42}, {"text": "Austin", "type": "LOC", '
+            '"start": 79, "end": 85}], "language": "fr"}')
+    out = repair_json(text)
+    assert out.verdict == "failed" and [c["kind"] for c in out.changes] == ["added"], (out.text, out.changes)
+    valid = '{"a: 1}, {\\"b": 2}'  # valid JSON whose key holds the same characters: as given
+    assert repair_json(valid).verdict == "recovered" and repair_json(valid).text == valid
