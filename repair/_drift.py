@@ -329,6 +329,7 @@ def _past_stray_quote(text: str, end: int) -> list[re.Match[str]]:
 
 
 _PROSE_WORD = re.compile(r"[^\W\d_]{2,}")
+_QUOTED_NAME = re.compile(r"""["'][^\W\d_]""")
 
 
 def _carved(text: str, start: int, end: int) -> bool:
@@ -336,9 +337,10 @@ def _carved(text: str, start: int, end: int) -> bool:
     running to the text's end), with words of that document on either side (`{"ke[[1, 2], [3]]}`: the key is lost,
     not prose around an answer)."""
     head, tail = text[:start].lstrip(), text[end:].rstrip()
-    if not head or head[0] not in "{[" or (tail and tail[-1] not in "}]") or _containers_of(head)(len(head)) != 0:
+    if not head or head[0] not in "{[" or (tail and tail[-1] not in "}]") or _containers_of(head)(len(head)) < 0:
         return False  # no document around the value (`{Answer}\n{"a": 1}\n{End}`: its braces close before it)
-    return any(_PROSE_WORD.search(_COMMENT.sub(" ", part)) for part in (head, tail))  # a fence's ```json is no word
+    return any(_PROSE_WORD.search(_COMMENT.sub(" ", part)) or _QUOTED_NAME.search(part)
+               for part in (head, tail))  # a fence's ```json is no word; a quoted name (`{"k`) is one, however short
 
 
 _QUOTED_CLOSE = re.compile(r"""[^\W_][^"'\n]{0,80}["']\s*[}\]]\s*$""")

@@ -882,3 +882,15 @@ def test_a_key_that_swallowed_the_end_of_its_object_and_the_next_is_not_a_clean_
     assert out.verdict == "failed" and [c["kind"] for c in out.changes] == ["added"], (out.text, out.changes)
     valid = '{"a: 1}, {\\"b": 2}'  # valid JSON whose key holds the same characters: as given
     assert repair_json(valid).verdict == "recovered" and repair_json(valid).text == valid
+
+
+@pytest.mark.parametrize("text", ['{"k["value"]}', '[{"key}, ["abc"]]'])
+def test_a_value_carved_from_a_document_whose_lost_key_is_short_or_nested_is_data_left_out(text: str) -> None:
+    """The key lost before the value is one letter (`{"k[...]}`), or the value sits in an object the document opened
+    inside its first bracket (`[{"key}, [...]]`): both came back `recovered` as the inner array alone."""
+    from kgot_errors.repair import repair_json
+
+    out = repair_json(text)
+    assert out.verdict == "failed" and [c["kind"] for c in out.changes] == ["removed"], (out.text, out.changes)
+    for fine in ('{Answer}\n{"a": 1}', '[Note] {"a": 1}', 'Result: {"a": [1, 2]}'):
+        assert repair_json(fine).verdict == "recovered", fine
