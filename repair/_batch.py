@@ -92,8 +92,6 @@ def map_in_order(fn: Callable[[Any, dict[str, Any]], T], items: Iterable[Any], o
         raise ValueError(f"workers must be at least 1, not {workers}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
-    if workers == 1:
-        return (fn(item, options) for item in items)
     return _on_new_workers(fn, items, options, workers, chunk_size)
 
 
