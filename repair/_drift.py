@@ -346,13 +346,14 @@ def _carved(text: str, start: int, end: int) -> bool:
 _QUOTED_CLOSE = re.compile(r"""[^\W_][^"'\n]{0,80}["']\s*[}\]]\s*$""")
 
 
-def _string_closed_after(text: str, end: int) -> bool:
+def _string_closed_after(text: str, start: int, end: int) -> bool:
     """True if words after the value end with a quote and a closer the value did not open, as the text ends
     (`{"t": ds in brackets}more words"}`): the value ended inside a string that lost its opening quote, and the
-    rest of that string is its data, not prose after an answer."""
+    rest of that string is its data, not prose after an answer. A tail that repeats the value's own end
+    (`["abc"]bc"]`, a stutter) holds nothing the value lacks."""
     tail = text[end : end + _AROUND]
     m = _QUOTED_CLOSE.search(tail)
-    if m is None or end + _AROUND < len(text):
+    if m is None or end + _AROUND < len(text) or text[start:end].rstrip().endswith(tail.strip()):
         return False
     closers = sum(tail.count(c) for c in "}]")
     return closers > sum(tail.count(c) for c in "{[")
@@ -378,7 +379,7 @@ def left_out(text: str, start: int, end: int) -> list[Change]:
     before = list(_TOKEN.finditer(text, max(0, start - _AROUND), start)) if start > 0 else []
     after = list(_TOKEN.finditer(text, end, end + _AROUND)) if end < len(text) else []
     if not (_data_run(before[::-1]) or _data_run(after) or _data_run(_past_stray_quote(text, end))
-            or _carved(text, start, end) or _string_closed_after(text, end)):
+            or _carved(text, start, end) or _string_closed_after(text, start, end)):
         return []
     near = text[max(0, start - 40) : start].strip() or text[end : end + 40].strip()
     return [change("removed", "$", f"left out data next to the value ({_short(near)})")]

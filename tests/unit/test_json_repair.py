@@ -894,3 +894,14 @@ def test_a_value_carved_from_a_document_whose_lost_key_is_short_or_nested_is_dat
     assert out.verdict == "failed" and [c["kind"] for c in out.changes] == ["removed"], (out.text, out.changes)
     for fine in ('{Answer}\n{"a": 1}', '[Note] {"a": 1}', 'Result: {"a": [1, 2]}'):
         assert repair_json(fine).verdict == "recovered", fine
+
+
+@pytest.mark.parametrize(("text", "value"), [('["0789"]89"]', ["0789"]), ('["abc"]bc"]', ["abc"]),
+                                             ('{"a": "x"}x"}', {"a": "x"}), ('[\n  "e5"\n]"e5"\n]', ["e5"])])
+def test_a_tail_that_repeats_the_documents_end_is_a_stutter_not_data(text: str, value: object) -> None:
+    """The document comes back, not a fragment of its repeated end: a first version of the string-closed-after
+    check called such tails data left out, and a piece of the tail (`89`) won as the clean reading."""
+    from kgot_errors.repair import repair_json
+
+    out = repair_json(text)
+    assert out.verdict == "recovered" and out.value == value, (out.text, out.changes)
