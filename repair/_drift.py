@@ -343,16 +343,16 @@ def _carved(text: str, start: int, end: int) -> bool:
                for part in (head, tail))  # a fence's ```json is no word; a quoted name (`{"k`) is one, however short
 
 
-_QUOTED_CLOSE = re.compile(r"""[^\W_][^"'\n]{0,80}["']\s*[}\]]\s*$""")
+_CLOSED_AFTER = re.compile(r"""[^\W_][^"'\n]{0,80}["']?\s*[}\]]\s*$""")
 
 
 def _string_closed_after(text: str, start: int, end: int) -> bool:
-    """True if words after the value end with a quote and a closer the value did not open, as the text ends
-    (`{"t": ds in brackets}more words"}`): the value ended inside a string that lost its opening quote, and the
-    rest of that string is its data, not prose after an answer. A tail that repeats the value's own end
+    """True if words after the value end with a closer the value did not open (after a quote, or not), as the text
+    ends (`{"t": ds in brackets}more words"}`, `[1, 2, ]3]`): the value ended inside a string that lost its opening
+    quote, or at a closer written too early, and the rest is its data, not prose after an answer. A tail that repeats the value's own end
     (`["abc"]bc"]`, a stutter) holds nothing the value lacks."""
     tail = text[end : end + _AROUND]
-    m = _QUOTED_CLOSE.search(tail)
+    m = _CLOSED_AFTER.search(tail)
     if m is None or end + _AROUND < len(text) or text[start:end].rstrip().endswith(tail.strip()):
         return False
     closers = sum(tail.count(c) for c in "}]")

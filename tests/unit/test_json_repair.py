@@ -846,10 +846,12 @@ def test_a_value_read_out_of_a_string_that_runs_to_the_documents_end_is_data_lef
     assert repair_json('{Answer}\n{"a": 1}').verdict == "recovered"
 
 
-@pytest.mark.parametrize("text", ['{"text": ds in brackets}more words"}', '{"text":s in brackets}m"}'])
+@pytest.mark.parametrize("text", ['{"text": ds in brackets}more words"}', '{"text":s in brackets}m"}',
+                                  '[\n  1,\n  2,\n  ]3\n]', '{"a": tru}e}'])
 def test_words_after_a_value_that_close_a_string_and_its_document_are_data_left_out(text: str) -> None:
-    """A string that lost its opening quote and holds a brace (`"words in brackets}more words"`): the bare words up to
-    the brace came back `recovered` and the rest was dropped as if it were prose after the answer."""
+    """A string that lost its opening quote and holds a brace (`"words in brackets}more words"`), a closer written too
+    early (`2, ]3]`): the part up to the brace came back `recovered` and the rest was dropped as if it were prose after
+    the answer."""
     from kgot_errors.repair import repair_json
 
     out = repair_json(text)
