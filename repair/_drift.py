@@ -72,11 +72,15 @@ def _edit_changes(edits: tuple[str, ...], value: Any = None, source: str = "") -
     its source: the quote edits' guesses that went wrong, a key or string holding quoted members (`b: "Paris,
     France", "c`, from escaping quotes that closed strings) or an empty string the text does not have."""
     changes = [change(*_EDIT_CHANGES[e][:1], "$", _EDIT_CHANGES[e][1]) for e in edits if e in _EDIT_CHANGES]
-    if value is None or not any(e in edits for e in _QUOTE_EDITS):
+    if value is None:
+        return changes
+    keys: set[str] = set().union(*objects(value))
+    if any(e in edits for e in _TRUNCATING):
+        changes += _members_lost(source, keys)
+    if not any(e in edits for e in _QUOTE_EDITS):
         return changes
     empties = len(_EMPTY_STRING.findall(source))
     written = _Escaped(source)
-    keys = set().union(*objects(value))
     for v in _leaves(value):
         if len(changes) >= 20:
             break
@@ -89,6 +93,27 @@ def _edit_changes(edits: tuple[str, ...], value: Any = None, source: str = "") -
                     and not _quoted_document(v, source):
                 changes.append(change("added", "$", f"members read into one string by its quotes ({_short(v)})"))
     return changes
+
+
+_TRUNCATING = ("closed a truncated string", "completed truncated JSON")
+
+
+def _members_lost(source: str, keys: set[str]) -> list[Change]:
+    """A `removed` change when a read the text's end cut off drops whole members the text writes before that end
+    (`'loss": 2.2}, "epochs": 11, ...` read as one string that runs to the end): a member written out in full (a key,
+    its value, then `,` or `}`, after `{` or `,`) whose key the value lacks is not the cut-off tail. (A dangling
+    `"next":` is.)"""
+    lost = []
+    for m in _WHOLE_MEMBER.finditer(source):
+        key = m.group(2)
+        if "\\" in key:
+            key = _ESCAPE.sub(_unescape, key)
+        if key not in keys:
+            lost.append(key)
+    if not lost:
+        return []
+    return [change("removed", "$", f"{len(lost)} member(s) the text writes out in full are not in the value "
+                                   f"({', '.join(_short(k) for k in lost[:3])}{', ...' if len(lost) > 3 else ''})")]
 
 
 _KEY_MEMBERS = re.compile(r"""[,:]\s*[\[{]?\s*["']""")
@@ -125,6 +150,10 @@ def _quoted_document(value: str, source: str) -> bool:
 
 _MEMBER = re.compile(r"""(["'])((?:[^"'\\\n]|\\.){1,200})\1\s*:\s*(?:"(?:[^"\\\n]|\\.){0,400}"|'(?:[^'\\\n]|\\.){0,400}'"""
                      r"""|-?\d[\d.eE+-]*|true|false|null|True|False|None)(?=\s*[,}])""")
+
+
+_WHOLE_MEMBER = re.compile(r"[{,]\s*" + _MEMBER.pattern)
+"""A member as it stands in an object: after `{` or `,` (not a quote pairing across strings, `"a": ": 2}`)."""
 
 
 def _repeated_members(source: str) -> Counter[str]:

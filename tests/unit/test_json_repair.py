@@ -907,3 +907,22 @@ def test_a_tail_that_repeats_the_documents_end_is_a_stutter_not_data(text: str, 
 
     out = repair_json(text)
     assert out.verdict == "recovered" and out.value == value, (out.text, out.changes)
+
+
+@pytest.mark.parametrize("text", [
+    '{"model": "mistral-7b", "metrics": {"accuracy": 0.7233, "f1": 0.4879, "latency_ms": 838, \'loss": 2.22758}, '
+    '"epochs": 11, "early_stopped": true, "per_class": [{"label": "positive", "precision": 0.763}]}',
+    '{"name": "Marta", "is_active": /*true, "address": {"street": "215 Baker Street", "city": "Austin"}}',
+    '{"greeting": \'hello world", "next": "line"}',
+])
+def test_a_read_cut_off_at_the_end_does_not_drop_members_written_out_before_it(text: str) -> None:
+    """A stray quote or an unclosed comment made the rest of the document one string or comment that the text's end
+    cut off: members written out in full (`"epochs": 11,`) were dropped or read into that string, and the fix was
+    `degraded` as merely truncated. They are `removed` data now; a member cut off by the end is still truncation."""
+    from kgot_errors.repair import repair_json
+
+    out = repair_json(text)
+    assert out.verdict == "failed" and "removed" in {c["kind"] for c in out.changes}, (out.text, out.changes)
+    cut = repair_json('{"greeting": "hello world", "next":')
+    assert cut.verdict == "degraded" and [c["kind"] for c in cut.changes] == ["truncated"], cut.changes
+    assert repair_json('{"a": ": 2}').verdict == "degraded"  # a quote inside the cut-off string pairs with nothing
