@@ -74,13 +74,13 @@ def _edit_changes(edits: tuple[str, ...], value: Any = None, source: str = "") -
     changes = [change(*_EDIT_CHANGES[e][:1], "$", _EDIT_CHANGES[e][1]) for e in edits if e in _EDIT_CHANGES]
     if value is None:
         return changes
-    keys: set[str] = set().union(*objects(value))
     if any(e in edits for e in _TRUNCATING):
-        changes += _members_lost(source, keys)
+        changes += _members_lost(source, value)
     if not any(e in edits for e in _QUOTE_EDITS):
         return changes
     empties = len(_EMPTY_STRING.findall(source))
     written = _Escaped(source)
+    keys = set().union(*objects(value))
     for v in _leaves(value):
         if len(changes) >= 20:
             break
@@ -98,17 +98,20 @@ def _edit_changes(edits: tuple[str, ...], value: Any = None, source: str = "") -
 _TRUNCATING = ("closed a truncated string", "completed truncated JSON")
 
 
-def _members_lost(source: str, keys: set[str]) -> list[Change]:
+def _members_lost(source: str, value: Any) -> list[Change]:
     """A `removed` change when a read the text's end cut off drops whole members the text writes before that end
     (`'loss": 2.2}, "epochs": 11, ...` read as one string that runs to the end): a member written out in full (a key,
     its value, then `,` or `}`, after `{` or `,`) whose key the value lacks is not the cut-off tail. (A dangling
     `"next":` is.)"""
+    held = Counter(k for obj in objects(value) for k in obj)
     lost = []
     for m in _WHOLE_MEMBER.finditer(source):
         key = m.group(2)
         if "\\" in key:
             key = _ESCAPE.sub(_unescape, key)
-        if key not in keys:
+        if held[key] > 0:
+            held[key] -= 1  # one member of the text, one key of the value (arrays of objects repeat keys)
+        else:
             lost.append(key)
     if not lost:
         return []
@@ -152,8 +155,10 @@ _MEMBER = re.compile(r"""(["'])((?:[^"'\\\n]|\\.){1,200})\1\s*:\s*(?:"(?:[^"\\\n
                      r"""|-?\d[\d.eE+-]*|true|false|null|True|False|None)(?=\s*[,}])""")
 
 
-_WHOLE_MEMBER = re.compile(r"[{,]\s*" + _MEMBER.pattern)
-"""A member as it stands in an object: after `{` or `,` (not a quote pairing across strings, `"a": ": 2}`)."""
+_WHOLE_MEMBER = re.compile(r"""[{,]\s*(["'])((?:[^"'\\\n]|\\.){1,200})\1\s*:\s*(?:[\[{]|(?:"(?:[^"\\\n]|\\.){0,400}"|"""
+                           r"""'(?:[^'\\\n]|\\.){0,400}'|-?\d[\d.eE+-]*|true|false|null|True|False|None)(?=\s*[,}]))""")
+"""A member as it stands in an object, after `{` or `,` (not a quote pairing across strings, `"a": ": 2}`): its key,
+then a container's opening bracket, a quoted string, or a number or literal followed by `,` or `}`."""
 
 
 def _repeated_members(source: str) -> Counter[str]:

@@ -914,6 +914,8 @@ def test_a_tail_that_repeats_the_documents_end_is_a_stutter_not_data(text: str, 
     '"epochs": 11, "early_stopped": true, "per_class": [{"label": "positive", "precision": 0.763}]}',
     '{"name": "Marta", "is_active": /*true, "address": {"street": "215 Baker Street", "city": "Austin"}}',
     '{"greeting": \'hello world", "next": "line"}',
+    '{"test": 1, \'aack": 128, "bar": [1, 2, 3]}',  # a member whose value is a container
+    '[{"id": 1, "name": "Ann", "age": 4}, {"id": 2, \'name": "Bo", "age": 5, "tags": ["x"]}]',  # keys repeat per item
 ])
 def test_a_read_cut_off_at_the_end_does_not_drop_members_written_out_before_it(text: str) -> None:
     """A stray quote or an unclosed comment made the rest of the document one string or comment that the text's end
