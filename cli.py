@@ -196,11 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "per line, in input order, each as soon as the ones before it are done")
     rp.add_argument("--concurrency", type=_count(1), default=10, metavar="N",
                     help="incidents recovered at once with several inputs (default 10)")
-    rp.add_argument("--workers", type=_count(1), default=1, metavar="N",
+    rp.add_argument("--workers", type=_count(1), default=None, metavar="N",
                     help="with --no-checkpoint and several inputs: processes that run the deterministic repair of "
-                         "JSON incidents side by side (e.g. one per core); what they cannot fix goes on through the "
-                         "graph, there too when no model is configured. Output order stays the input's "
-                         "(default 1: this process)")
+                         "JSON incidents side by side; what they cannot fix goes on through the graph, there too when "
+                         "no model is configured. Output order stays the input's (default: one per core this process "
+                         "may use; 1 runs it in this process)")
     rp.add_argument("--schema", metavar="FILE", help="JSON Schema file the repaired value must fit")
     rp.add_argument("--kind", choices=["json", "python"], help="content kind (default: guessed; .py files are python)")
     rp.add_argument("--context", default="", help="what the output was for (helps the LLM layers)")
@@ -708,7 +708,8 @@ def _result_fields() -> frozenset[str]:
 
 
 def _repair_many(args: argparse.Namespace, schema: Any, settings: Any, operations: dict[str, Any]) -> int:
-    workers = _workers(settings, args.workers) if args.no_checkpoint and not operations else None
+    count = available_cpus() if args.workers is None else args.workers
+    workers = _workers(settings, count) if args.no_checkpoint and not operations else None
     try:
         return _repair_batch(args, schema, settings, operations, workers)
     finally:

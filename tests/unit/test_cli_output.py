@@ -225,3 +225,18 @@ def test_workers_repair_json_lines_on_processes_and_print_what_one_process_print
     assert comparable(one) == comparable(graph)  # the engine in this process settles what the graph would
     assert comparable(two) == comparable(one)
     assert [x["id"] for x in comparable(two)] == [*range(40), "op"]
+
+
+def test_a_batch_without_a_store_runs_on_one_worker_per_core_unless_told(tmp_path, monkeypatch, capsys):
+    from kgot_errors import cli
+
+    asked: list[int] = []
+    real = cli._workers
+    monkeypatch.setattr(cli, "available_cpus", lambda: 3)
+    monkeypatch.setattr(cli, "_workers", lambda settings, count: asked.append(count) or real(settings, 1))
+    batch = _jsonl(tmp_path / "in.jsonl", {"error_type": DECODE, "message": "m", "content": "{'a': 1,}"})
+    for extra, want in (([], 3), (["--workers", "1"], 1), (["--workers", "2"], 2)):
+        assert cli.main(["repair", "--jsonl", batch, "--no-checkpoint", *extra]) == 0
+        assert json.loads(capsys.readouterr().out)["value"] == {"a": 1}
+        assert asked.pop() == want
+    assert cli.main(["repair", "--jsonl", batch, "--checkpoint", "memory"]) == 0 and not asked  # the graph: no workers
