@@ -383,11 +383,10 @@ _CLOSED_AFTER = re.compile(r"""[^\W_][^"'\n]{0,80}["']?\s*[}\]]\s*$""")
 def _string_closed_after(text: str, start: int, end: int) -> bool:
     """True if words after the value end with a closer the value did not open (after a quote, or not), as the text
     ends (`{"t": ds in brackets}more words"}`, `[1, 2, ]3]`): the value ended inside a string that lost its opening
-    quote, or at a closer written too early, and the rest is its data, not prose after an answer. A tail that repeats the value's own end
-    (`["abc"]bc"]`, a stutter) holds nothing the value lacks."""
+    quote, or at a closer written too early, and the rest is its data, not prose after an answer. A tail that
+    repeats the value's own end (`["abc"]bc"]`, a stutter) holds nothing the value lacks."""
     tail = text[end : end + _AROUND]
-    m = _CLOSED_AFTER.search(tail)
-    if m is None or end + _AROUND < len(text) or text[start:end].rstrip().endswith(tail.strip()):
+    if end + _AROUND < len(text) or not _CLOSED_AFTER.search(tail) or text[start:end].rstrip().endswith(tail.strip()):
         return False
     closers = sum(tail.count(c) for c in "}]")
     return closers > sum(tail.count(c) for c in "{[")
@@ -419,8 +418,8 @@ def left_out(text: str, start: int, end: int) -> list[Change]:
     return [change("removed", "$", f"left out data next to the value ({_short(near)})")]
 
 
-_COMMENT = re.compile(r"""(?<!:)//[^\n]*|/\*.*?(?:\*/|$)|(?<![\w"'])#[^\n"]*|\.{3}|\u2026|`{3,}[\w+\-.]*""", re.S)
 _FENCE = re.compile(r"`{3,}[\w+\-.]*")
+_COMMENT = re.compile(r"""(?<!:)//[^\n]*|/\*.*?(?:\*/|$)|(?<![\w"'])#[^\n"]*|\.{3}|\u2026|""" + _FENCE.pattern, re.S)
 _STRING_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|' + _COMMENT.pattern, re.S)
 
 
