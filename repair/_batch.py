@@ -6,6 +6,7 @@ import concurrent.futures
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -27,6 +28,9 @@ _worker: dict[str, Any] = {}
 
 def _start_worker(fn: Callable[[Any, dict[str, Any]], Any], options: dict[str, Any],
                   warm: Callable[[dict[str, Any]], Any] | None = None) -> None:
+    # Ctrl-C reaches the whole process group: the caller stops the pool (and says so); a worker that took it
+    # too would only print a traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker.update(fn=fn, options=options)
     if warm is not None:
         warm(options)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -240,3 +241,26 @@ def test_a_batch_without_a_store_runs_on_one_worker_per_core_unless_told(tmp_pat
         assert json.loads(capsys.readouterr().out)["value"] == {"a": 1}
         assert asked.pop() == want
     assert cli.main(["repair", "--jsonl", batch, "--checkpoint", "memory"]) == 0 and not asked  # the graph: no workers
+
+
+def test_ctrl_c_stops_a_batch_on_workers_with_one_line_and_keeps_what_it_printed(env, tmp_path):
+    """Ctrl-C reaches the whole process group: the CLI stops its workers and says so; the workers print nothing.
+    Its output is not read until then, so it waits on a full pipe and the workers on it, idle."""
+    corpus = Path(__file__).resolve().parents[2] / "bench" / "corpus" / "json_public.jsonl"
+    cases = [json.loads(x) for x in corpus.read_text(encoding="utf-8").splitlines() if x.strip()]
+    batch = _jsonl(tmp_path / "in.jsonl", *({"id": i, "error_type": DECODE, "message": "m",
+                                             "content": cases[i % len(cases)]["input"]} for i in range(20_000)))
+    proc = subprocess.Popen([*EXE, "repair", "--jsonl", batch, "--no-checkpoint", "--workers", "2"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        assert select.select([proc.stdout], [], [], 60)[0]  # output has begun: the batch is under way
+        time.sleep(1.0)  # ~30 lines fill the pipe in milliseconds
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    printed = [json.loads(x) for x in out.splitlines()]
+    assert proc.returncode == 130 and err.decode().strip().endswith("kgot-errors: interrupted"), err.decode()[-2000:]
+    assert "Traceback" not in err.decode()
+    assert 0 < len(printed) < 20_000 and [x["id"] for x in printed] == list(range(len(printed)))
