@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
 import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -31,9 +33,26 @@ def _start_worker(fn: Callable[[Any, dict[str, Any]], Any], options: dict[str, A
     # Ctrl-C reaches the whole process group: the caller stops the pool (and says so); a worker that took it
     # too would only print a traceback
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     _worker.update(fn=fn, options=options)
     if warm is not None:
         warm(options)
+
+
+def _die_with_parent() -> None:
+    """On Linux, SIGKILL for this worker when the process that started it dies: a caller killed (`kill`, SIGKILL, out
+    of memory) before it could stop the pool leaves no worker waiting for work forever, holding its pipes open."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # pragma: no cover - no prctl: the pool's own shutdown is all there is
+        return
+    if os.getppid() == 1:  # the parent died before the line above
+        os._exit(0)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _started() -> None:

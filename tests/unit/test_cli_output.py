@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -264,3 +265,35 @@ def test_ctrl_c_stops_a_batch_on_workers_with_one_line_and_keeps_what_it_printed
     assert proc.returncode == 130 and err.decode().strip().endswith("kgot-errors: interrupted"), err.decode()[-2000:]
     assert "Traceback" not in err.decode()
     assert 0 < len(printed) < 20_000 and [x["id"] for x in printed] == list(range(len(printed)))
+
+
+def _running(pid: str) -> bool:
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_batch_killed_leaves_no_worker_behind(env, tmp_path, sig):
+    """`kill` of the CLI alone (not its group): its workers, left waiting for work with its pipes open, kept a reader of
+    its output waiting forever; they die with it now."""
+    corpus = Path(__file__).resolve().parents[2] / "bench" / "corpus" / "json_public.jsonl"
+    cases = [json.loads(x) for x in corpus.read_text(encoding="utf-8").splitlines() if x.strip()]
+    batch = _jsonl(tmp_path / "in.jsonl", *({"id": i, "error_type": DECODE, "message": "m",
+                                             "content": cases[i % len(cases)]["input"]} for i in range(20_000)))
+    proc = subprocess.Popen([*EXE, "repair", "--jsonl", batch, "--no-checkpoint", "--workers", "2"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        assert select.select([proc.stdout], [], [], 60)[0]  # the batch is under way
+        workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        assert len(workers) >= 2
+        os.kill(proc.pid, sig)
+        proc.communicate(timeout=30)  # the workers held its pipes: this returns once they are gone too
+        deadline = time.monotonic() + 10
+        while any(_running(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_running(w) for w in workers)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever of its group is left (its workers, on a failure)
