@@ -199,8 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--workers", type=_count(1), default=None, metavar="N",
                     help="with --no-checkpoint and several inputs: processes that run the deterministic repair of "
                          "JSON incidents side by side; what they cannot fix goes on through the graph, there too when "
-                         "no model is configured. Output order stays the input's (default: one per core this process "
-                         "may use; 1 runs it in this process)")
+                         "no model is configured. Output order stays the input's (default: one per 500 lines, up to "
+                         "one per core this process may use; 1 runs it in this process)")
     rp.add_argument("--schema", metavar="FILE", help="JSON Schema file the repaired value must fit")
     rp.add_argument("--kind", choices=["json", "python"], help="content kind (default: guessed; .py files are python)")
     rp.add_argument("--context", default="", help="what the output was for (helps the LLM layers)")
@@ -613,14 +613,12 @@ def _incident_fields() -> frozenset[str]:
     return frozenset(Incident.model_fields)
 
 
-def _jsonl_lines(name: str, defaults: dict[str, Any],
+def _jsonl_lines(name: str, raw: bytes, defaults: dict[str, Any],
                  max_depth: int) -> Iterator[tuple[dict[str, Any] | None, dict[str, Any], Any]]:
     """(incident, passed-through fields, None) for each line: fields an Incident does not have travel to the output.
     A line nested deeper than `max_depth` is not parsed: (None, its top-level scalar fields, its invalid result)."""
     from kgot_errors.repair._strict import nesting_depth
 
-    raw = _read_input(name)
-    assert isinstance(raw, bytes)
     known = _incident_fields()
     for number, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
         if not line.strip():
@@ -707,26 +705,34 @@ def _result_fields() -> frozenset[str]:
     return frozenset(RecoveryResult.model_fields)
 
 
+LINES_PER_WORKER = 500
+"""A worker's start (its own imports, warm caches) costs about what the engine takes for this many lines: a batch
+gets one worker per this many lines, up to one per core, unless --workers says otherwise."""
+
+
 def _repair_many(args: argparse.Namespace, schema: Any, settings: Any, operations: dict[str, Any]) -> int:
-    count = available_cpus() if args.workers is None else args.workers
+    raws = [(name, _read_input(name)) for name in args.files] if args.jsonl else []  # read once, before any fork
+    items = sum(raw.count(b"\n") + 1 for _, raw in raws if isinstance(raw, bytes)) if args.jsonl else len(args.files)
+    count = args.workers or max(1, min(available_cpus(), items // LINES_PER_WORKER))
     workers = _workers(settings, count) if args.no_checkpoint and not operations else None
     try:
-        return _repair_batch(args, schema, settings, operations, workers)
+        return _repair_batch(args, schema, settings, operations, workers, raws)
     finally:
         if workers is not None:
             workers.close()
 
 
 def _repair_batch(args: argparse.Namespace, schema: Any, settings: Any, operations: dict[str, Any],
-                  workers: Any) -> int:
+                  workers: Any, raws: list[tuple[str, Any]]) -> int:
     limit = settings.syntax_error_management.max_content_chars
     incidents: list[Any] = []
     extras: list[dict[str, Any]] = []
     refused: dict[int, Any] = {}
     if args.jsonl:
         defaults = {"output_schema": schema, "content_kind": args.kind, "context": args.context}
-        for name in args.files:
-            for incident, extra, invalid in _jsonl_lines(name, defaults, settings.syntax_error_management.max_depth):
+        for name, raw in raws:
+            for incident, extra, invalid in _jsonl_lines(name, raw, defaults,
+                                                         settings.syntax_error_management.max_depth):
                 if invalid is not None:
                     refused[len(incidents)] = invalid
                 incidents.append(incident)

@@ -229,19 +229,22 @@ def test_workers_repair_json_lines_on_processes_and_print_what_one_process_print
     assert [x["id"] for x in comparable(two)] == [*range(40), "op"]
 
 
-def test_a_batch_without_a_store_runs_on_one_worker_per_core_unless_told(tmp_path, monkeypatch, capsys):
+def test_a_batch_without_a_store_runs_on_a_worker_per_500_lines_up_to_one_per_core_unless_told(tmp_path, monkeypatch,
+                                                                                                capsys):
     from kgot_errors import cli
 
     asked: list[int] = []
     real = cli._workers
     monkeypatch.setattr(cli, "available_cpus", lambda: 3)
     monkeypatch.setattr(cli, "_workers", lambda settings, count: asked.append(count) or real(settings, 1))
-    batch = _jsonl(tmp_path / "in.jsonl", {"error_type": DECODE, "message": "m", "content": "{'a': 1,}"})
-    for extra, want in (([], 3), (["--workers", "1"], 1), (["--workers", "2"], 2)):
+    line = {"error_type": DECODE, "message": "m", "content": "{'a': 1,}"}
+    one, some, many = (_jsonl(tmp_path / f"{n}.jsonl", *[line] * n) for n in (1, 1_200, 2_400))
+    for batch, extra, want in ((one, [], 1), (some, [], 2), (many, [], 3), (one, ["--workers", "2"], 2),
+                               (many, ["--workers", "1"], 1)):
         assert cli.main(["repair", "--jsonl", batch, "--no-checkpoint", *extra]) == 0
-        assert json.loads(capsys.readouterr().out)["value"] == {"a": 1}
+        assert {json.dumps(json.loads(x)["value"]) for x in capsys.readouterr().out.splitlines()} == {'{"a": 1}'}
         assert asked.pop() == want
-    assert cli.main(["repair", "--jsonl", batch, "--checkpoint", "memory"]) == 0 and not asked  # the graph: no workers
+    assert cli.main(["repair", "--jsonl", one, "--checkpoint", "memory"]) == 0 and not asked  # the graph: no workers
 
 
 def test_ctrl_c_stops_a_batch_on_workers_with_one_line_and_keeps_what_it_printed(env, tmp_path):
