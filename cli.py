@@ -711,8 +711,9 @@ gets one worker per this many lines, up to one per core, unless --workers says o
 
 
 def _repair_many(args: argparse.Namespace, schema: Any, settings: Any, operations: dict[str, Any]) -> int:
-    raws = [(name, _read_input(name)) for name in args.files] if args.jsonl else []  # read once, before any fork
-    items = sum(raw.count(b"\n") + 1 for _, raw in raws if isinstance(raw, bytes)) if args.jsonl else len(args.files)
+    raws: list[tuple[str, Any]] = [(name, _read_input(name)) for name in args.files] if args.jsonl else []
+    # read once, before any fork: without a limit _read_input gives the bytes
+    items = sum(raw.count(b"\n") + 1 for _, raw in raws) if args.jsonl else len(args.files)
     count = args.workers or max(1, min(available_cpus(), items // LINES_PER_WORKER))
     workers = _workers(settings, count) if args.no_checkpoint and not operations else None
     try:
@@ -723,7 +724,7 @@ def _repair_many(args: argparse.Namespace, schema: Any, settings: Any, operation
 
 
 def _repair_batch(args: argparse.Namespace, schema: Any, settings: Any, operations: dict[str, Any],
-                  workers: Any, raws: list[tuple[str, Any]]) -> int:
+                  workers: Any, raws: list[tuple[str, bytes]]) -> int:
     limit = settings.syntax_error_management.max_content_chars
     incidents: list[Any] = []
     extras: list[dict[str, Any]] = []

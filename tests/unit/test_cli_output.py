@@ -247,15 +247,20 @@ def test_a_batch_without_a_store_runs_on_a_worker_per_500_lines_up_to_one_per_co
     assert cli.main(["repair", "--jsonl", one, "--checkpoint", "memory"]) == 0 and not asked  # the graph: no workers
 
 
-def test_ctrl_c_stops_a_batch_on_workers_with_one_line_and_keeps_what_it_printed(env, tmp_path):
-    """Ctrl-C reaches the whole process group: the CLI stops its workers and says so; the workers print nothing.
-    Its output is not read until then, so it waits on a full pipe and the workers on it, idle."""
+def _long_batch_on_workers(tmp_path: Path, env: dict) -> subprocess.Popen:
+    """`repair --jsonl` of 20,000 corpus lines on 2 workers, started in a process group of its own."""
     corpus = Path(__file__).resolve().parents[2] / "bench" / "corpus" / "json_public.jsonl"
     cases = [json.loads(x) for x in corpus.read_text(encoding="utf-8").splitlines() if x.strip()]
     batch = _jsonl(tmp_path / "in.jsonl", *({"id": i, "error_type": DECODE, "message": "m",
                                              "content": cases[i % len(cases)]["input"]} for i in range(20_000)))
-    proc = subprocess.Popen([*EXE, "repair", "--jsonl", batch, "--no-checkpoint", "--workers", "2"], env=env,
+    return subprocess.Popen([*EXE, "repair", "--jsonl", batch, "--no-checkpoint", "--workers", "2"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def test_ctrl_c_stops_a_batch_on_workers_with_one_line_and_keeps_what_it_printed(env, tmp_path):
+    """Ctrl-C reaches the whole process group: the CLI stops its workers and says so; the workers print nothing.
+    Its output is not read until then, so it waits on a full pipe and the workers on it, idle."""
+    proc = _long_batch_on_workers(tmp_path, env)
     try:
         assert select.select([proc.stdout], [], [], 60)[0]  # output has begun: the batch is under way
         time.sleep(1.0)  # ~30 lines fill the pipe in milliseconds
@@ -281,12 +286,7 @@ def _running(pid: str) -> bool:
 def test_a_batch_killed_leaves_no_worker_behind(env, tmp_path, sig):
     """`kill` of the CLI alone (not its group): its workers, left waiting for work with its pipes open, kept a reader of
     its output waiting forever; they die with it now."""
-    corpus = Path(__file__).resolve().parents[2] / "bench" / "corpus" / "json_public.jsonl"
-    cases = [json.loads(x) for x in corpus.read_text(encoding="utf-8").splitlines() if x.strip()]
-    batch = _jsonl(tmp_path / "in.jsonl", *({"id": i, "error_type": DECODE, "message": "m",
-                                             "content": cases[i % len(cases)]["input"]} for i in range(20_000)))
-    proc = subprocess.Popen([*EXE, "repair", "--jsonl", batch, "--no-checkpoint", "--workers", "2"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    proc = _long_batch_on_workers(tmp_path, env)
     try:
         assert select.select([proc.stdout], [], [], 60)[0]  # the batch is under way
         workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
